@@ -1,0 +1,104 @@
+# sluice: the only build. `make run` and `make test` install what is missing first.
+PKGS    := libuv libcurl jansson yaml-0.1 libjwt sqlite3 libcrypto hiredis libpq
+CC      ?= cc
+OPT     ?= -O2
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Isrc -Ibuild/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lwslay -lpthread -lm
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC     := $(filter-out src/main.c,$(wildcard src/*/*.c))
+# The chat page is compiled in: web/build.mjs fills web/dist (npm's marked and DOMPurify
+# included), scripts/embed.sh turns it into C arrays that src/admin/web.c serves.
+GEN     := build/gen
+WEB_IN  := $(wildcard web/*.html web/*.css web/*.js web/*.svg) web/build.mjs \
+           web/package-lock.json scripts/embed.sh
+UNIT    := $(wildcard tests/unit/test_*.c)
+
+REL     := build/release
+ASAN    := build/asan
+
+.PHONY: all deps run test unit integ asan asan-test bench bench-ops format lint clean check-format
+
+all: $(REL)/sluice
+
+deps:
+	@scripts/deps.sh --npm
+
+# ---- builds: one object tree per flavour ----
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+$(ASAN)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 $(SAN) -MMD -MP -c $< -o $@
+
+$(REL)/libsluice.a: $(SRC:%.c=$(REL)/%.o) $(REL)/gen/web_assets.o
+	ar rcs $@ $^
+$(ASAN)/libsluice.a: $(SRC:%.c=$(ASAN)/%.o) $(ASAN)/gen/web_assets.o
+	ar rcs $@ $^
+
+# ---- the embedded chat page ----
+$(GEN)/web_assets.c $(GEN)/web_assets.h &: $(WEB_IN)
+	@[ -f web/node_modules/.stamp ] && [ ! web/package-lock.json -nt web/node_modules/.stamp ] || \
+	  (cd web && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.stamp)
+	node web/build.mjs
+	scripts/embed.sh web/dist $(GEN)/web_assets
+$(REL)/gen/web_assets.o $(ASAN)/gen/web_assets.o: $(GEN)/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(REL)/src/admin/web.o $(ASAN)/src/admin/web.o: $(GEN)/web_assets.h
+
+$(REL)/sluice: $(REL)/src/main.o $(REL)/libsluice.a
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+$(ASAN)/sluice: $(ASAN)/src/main.o $(ASAN)/libsluice.a
+	$(CC) $(CFLAGS) $(SAN) $^ $(LDLIBS) -o $@
+
+$(REL)/tests/%: $(REL)/tests/unit/%.o $(REL)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+$(ASAN)/tests/%: $(ASAN)/tests/unit/%.o $(ASAN)/libsluice.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) $^ $(LDLIBS) -lcmocka -o $@
+
+UNIT_REL  := $(UNIT:tests/unit/%.c=$(REL)/tests/%)
+UNIT_ASAN := $(UNIT:tests/unit/%.c=$(ASAN)/tests/%)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- everyday targets ----
+run: deps $(REL)/sluice
+	$(REL)/sluice $(ARGS)
+
+# Every test: unit + integration, on the release build and again under ASan + UBSan.
+test: deps $(REL)/sluice $(ASAN)/sluice $(UNIT_REL) $(UNIT_ASAN)
+	@tests/run-all.sh $(REL) $(ASAN)
+
+unit: $(UNIT_REL)
+	@tests/run-all.sh --unit-only $(REL)
+
+integ: deps $(REL)/sluice
+	@tests/run-all.sh --integ-only $(REL)
+
+asan asan-test: deps $(ASAN)/sluice $(UNIT_ASAN)
+	@tests/run-all.sh $(ASAN)
+
+bench: deps $(REL)/sluice
+	@bench/run.sh
+
+# What metrics, access log, auth + limits, Redis, fallback and the usage store cost (bench/RESULTS.md).
+bench-ops: deps $(REL)/sluice
+	@bench/ops.sh
+
+FMT_FILES := $(shell find src tests/unit bench -name '*.[ch]' 2>/dev/null)
+format:
+	clang-format -i $(FMT_FILES)
+check-format:
+	clang-format --dry-run -Werror $(FMT_FILES)
+# clang-tidy with the checks in .clang-tidy, plus a ban on the unsafe string functions.
+lint: $(GEN)/web_assets.h
+	@! grep -nE '\b(sprintf|strcpy|strtok|atoi|strcat|gets)\s*\(' $(FMT_FILES) || (echo "lint: banned function" && false)
+	clang-tidy --quiet $(filter-out bench/%,$(filter %.c,$(FMT_FILES))) -- $(CFLAGS)
+
+clean:
+	rm -rf build web/dist

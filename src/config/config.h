@@ -1,0 +1,204 @@
+/* The configuration: one immutable, reference-counted snapshot loaded from YAML (DESIGN §7).
+ * Loading is strict: unknown keys, wrong types and bad values fail with "file:line:col: what was
+ * expected"; ${ENV} expands inside scalar values. Workers hold a ref for as long as they use it. */
+#ifndef SL_CONFIG_CONFIG_H
+#define SL_CONFIG_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+typedef enum sl_provider_type {
+    SL_PROVIDER_MOCK,
+    SL_PROVIDER_OPENAI,
+    SL_PROVIDER_AZURE,
+    SL_PROVIDER_ANTHROPIC,
+} sl_provider_type_t;
+
+typedef struct sl_provider_cfg {
+    char *name; /* owned; the key under providers: */
+    sl_provider_type_t type;
+    /* openai: base URL without a trailing slash, e.g. https://api.openai.com/v1 */
+    char *base_url;      /* owned; NULL for mock */
+    char *api_key;       /* owned; NULL when unset (sent as Authorization: Bearer) */
+    char *api_version;   /* owned; azure: api-version query value (default 2024-06-01) and
+                            anthropic: anthropic-version header (default 2023-06-01) */
+    char *deployment;    /* owned; azure: deployment name, NULL = the target's model name */
+    uint64_t max_tokens; /* anthropic: max_tokens when the request has none (default 1024) */
+    /* circuit breaker: after this many failures in a row the provider is skipped for
+     * cooldown, then one request probes it (DESIGN §5) */
+    unsigned breaker_failures;    /* default 5; 0 = no breaker */
+    uint64_t breaker_cooldown_ms; /* default 30 s */
+    /* mock: when the first token comes, how fast the rest follow, how many there are */
+    uint64_t ttft_ms;    /* default 200 */
+    double tokens_per_s; /* default 40; > 0 */
+    unsigned tokens;     /* default 48; completion length in tokens, >= 1 */
+} sl_provider_cfg_t;
+
+typedef struct sl_target_cfg {
+    size_t provider;  /* index into sl_config_t.providers */
+    char *model;      /* owned; upstream model name, NULL = the client's name passes through */
+    unsigned retries; /* extra attempts on this target before the next one (default 0) */
+    bool fallback_to_non_stream; /* a stream that fails before output is retried whole */
+} sl_target_cfg_t;
+
+typedef struct sl_model_cfg {
+    char *pattern;            /* owned; exact name or glob with * and ? */
+    sl_target_cfg_t *targets; /* owned array, ntargets >= 1, in fallback order */
+    size_t ntargets;
+} sl_model_cfg_t;
+
+typedef struct sl_key_cfg {
+    char *name;            /* owned; shown in logs instead of the key */
+    char *key;             /* owned; never logged; NULL when given as key_sha256 */
+    uint8_t sha256[32];    /* SHA-256 of the key: what requests are compared against */
+    int64_t rpm, tpm;      /* 0 = rate_limits.per_key */
+    int64_t budget_tokens; /* 0 = none */
+    char *models;          /* owned; comma-separated globs, NULL = every model */
+} sl_key_cfg_t;
+
+/* A requests/minute + tokens/minute pair; 0 = unlimited. */
+typedef struct sl_rate_cfg {
+    int64_t rpm, tpm;
+} sl_rate_cfg_t;
+
+/* auth.jwt: how bearer JWTs are verified (policy/jwt.c). */
+typedef struct sl_jwt_cfg {
+    char *alg; /* "HS256", "RS256" or "ES256" (owned) */
+    char *key; /* HS256: the secret; RS256/ES256: PEM public key text (owned) */
+    size_t key_len;
+    char *user_claim;  /* default "sub" (owned) */
+    uint64_t leeway_s; /* default 30 */
+    char *issuer;      /* when set, "iss" must equal it (owned, may be NULL) */
+    char *audience;    /* when set, "aud" must equal or contain it (owned, may be NULL) */
+} sl_jwt_cfg_t;
+
+typedef enum sl_auth_mode {
+    SL_AUTH_DEFAULT =
+        0, /* key when auth.keys is set, else none; aichat: jwt when auth.jwt is set */
+    SL_AUTH_NONE,
+    SL_AUTH_KEY,
+    SL_AUTH_JWT,
+} sl_auth_mode_t;
+
+/* The dialects sluice serves (DESIGN §4), indexing sl_config_t.dialects. */
+typedef enum sl_dialect_id {
+    SL_DIALECT_OPENAI,
+    SL_DIALECT_CHAT,
+    SL_DIALECT_MONOAI,
+    SL_DIALECT_AICHAT,
+    SL_DIALECT_COUNT,
+} sl_dialect_id_t;
+
+typedef struct sl_dialect_cfg {
+    bool enabled;           /* default true */
+    char *prefix;           /* owned; mount prefix, default "" */
+    char *model;            /* owned; model name routed for this dialect, default "default" */
+    char *system_prompt;    /* owned; NULL = none */
+    uint64_t max_tokens;    /* 0 = not sent (chat: default 1000, as seed 000) */
+    sl_auth_mode_t auth;    /* resolved at load: never SL_AUTH_DEFAULT afterwards */
+    unsigned history_turns; /* sessions: earlier turns sent upstream, default 20 */
+} sl_dialect_cfg_t;
+
+/* A monoai agent (seed 002): a named preset. */
+typedef struct sl_agent_cfg {
+    char *name;          /* owned */
+    char *model;         /* owned; NULL = the dialect's model */
+    char *system_prompt; /* owned; NULL = none */
+    json_t *params;      /* owned object: extra upstream fields (temperature, max_tokens, ...) */
+} sl_agent_cfg_t;
+
+typedef struct sl_config {
+    int refs;     /* atomic; see sl_config_ref */
+    char *source; /* owned; file path, or "<embedded>" */
+
+    char *listen_host; /* owned; default 127.0.0.1 */
+    int listen_port;   /* default 8080; 0 = any free port */
+    int workers;       /* default 0 = auto (number of cores) */
+
+    /* limits: */
+    size_t max_body;          /* default 4 MiB */
+    size_t max_header;        /* default 16 KiB (all request header bytes) */
+    unsigned max_connections; /* default 20000 per process */
+    size_t stream_buffer;     /* default 256 KiB: client output high-water mark */
+
+    /* timeouts (milliseconds; 0 = none): */
+    uint64_t connect_ms;       /* default 5 s */
+    uint64_t first_byte_ms;    /* default 60 s */
+    uint64_t idle_ms;          /* default 60 s */
+    uint64_t keepalive_ms;     /* default 15 s: ": keepalive" comment period */
+    uint64_t client_header_ms; /* default 10 s: a request must arrive whole within this */
+    uint64_t client_idle_ms;   /* default 60 s: idle keep-alive connection lifetime */
+    uint64_t drain_ms;         /* default 10 s: SIGTERM waits this long for streams */
+
+    /* retry: backoff between attempts on a target, doubling from backoff up to max_backoff,
+     * with jitter; an upstream's Retry-After is honoured up to max_retry_after. */
+    uint64_t retry_backoff_ms;     /* default 100 ms */
+    uint64_t retry_max_backoff_ms; /* default 2 s */
+    uint64_t retry_max_after_ms;   /* default 10 s */
+
+    bool metrics;    /* observability.metrics: /metrics is served and counted (default true) */
+    bool access_log; /* observability.access_log: one JSON line per request (default true) */
+
+    sl_key_cfg_t *keys; /* owned; auth.keys */
+    size_t nkeys;
+    char **admin_keys; /* owned; auth.admin_keys */
+    size_t nadmin_keys;
+
+    sl_provider_cfg_t *providers; /* owned; in file order */
+    size_t nproviders;
+    sl_model_cfg_t *models; /* owned; in file order */
+    size_t nmodels;
+
+    sl_jwt_cfg_t jwt; /* auth.jwt; jwt.alg == NULL when not configured */
+
+    sl_dialect_cfg_t dialects[SL_DIALECT_COUNT];
+    sl_agent_cfg_t *agents; /* owned; dialects.monoai.agents */
+    size_t nagents;
+    /* dialects.monoai.users: who may use monoai (seed 002's user validator). With neither an
+     * allow-list nor a URL every user_id is valid. */
+    char **allowed_users; /* owned */
+    size_t nallowed_users;
+    char *user_validator_url;         /* owned; POST {"user_id"} → {"valid", "user_id"?} */
+    uint64_t user_validator_cache_ms; /* users.cache: how long answers are kept (60 s; 0 = none) */
+
+    char *sqlite_path;  /* owned; store.sqlite, default ./sluice.db */
+    char *redis_url;    /* owned; store.redis: shared limits and budgets, NULL = local */
+    char *postgres_url; /* owned; store.postgres: keys, usage, sessions, NULL = SQLite */
+
+    sl_rate_cfg_t rl_key, rl_user, rl_ip; /* rate_limits.per_key / per_user / per_ip */
+
+    char **cors_origins; /* owned; cors.origins ("*" allowed) */
+    size_t ncors_origins;
+    uint64_t cors_max_age_s; /* default 600 */
+} sl_config_t;
+
+/* The dialect names as configured ("openai", "chat", "monoai", "aichat"). */
+extern const char *const sl_dialect_names[SL_DIALECT_COUNT];
+/* The agent called name, or NULL. */
+const sl_agent_cfg_t *sl_config_agent(const sl_config_t *c, const char *name);
+
+/* Parses YAML text. name is used in error messages (usually the file path). On success *out
+ * holds one ref; on failure err holds "name:line:col: message" and the result is SL_ECONFIG. */
+SL_MUST_CHECK int sl_config_parse(const char *yaml, size_t len, const char *name, sl_config_t **out,
+                                  sl_buf_t *err);
+/* Reads and parses a file; a missing/unreadable file is an error naming the path. */
+SL_MUST_CHECK int sl_config_load(const char *path, sl_config_t **out, sl_buf_t *err);
+/* The embedded default: 127.0.0.1:8080, every model answered by the mock provider, no auth. */
+sl_config_t *sl_config_default(void);
+
+sl_config_t *sl_config_ref(sl_config_t *c);
+void sl_config_unref(sl_config_t *c); /* NULL is a no-op; the last unref frees */
+
+/* The model entry answering a client's model name: an exact pattern wins, else the first glob
+ * in file order that matches. NULL when none does. */
+const sl_model_cfg_t *sl_config_route(const sl_config_t *c, const char *model);
+
+/* Shell-style glob: '*' matches any run of characters (also empty), '?' one character. */
+bool sl_glob_match(const char *pattern, const char *s);
+
+#endif

@@ -1,0 +1,350 @@
+/* The OpenAI dialect (seed 001 exactly, and every OpenAI client): POST /v1/chat/completions,
+ * GET /v1/models, also under /api/v1. Upstream OpenAI chunks pass through byte for byte;
+ * events from other providers are encoded into chunks that the SDKs' validators accept
+ * (DESIGN §3, "What real clients require"). */
+#include <inttypes.h>
+#include <string.h>
+
+#include "codec/openai_chunk.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "dialect/dialect.h"
+#include "net/conn.h"
+#include "net/worker.h"
+#include "policy/auth.h"
+#include "relay/relay.h"
+
+typedef struct oai_state {
+    char id[96];
+    char model[160];
+    int64_t created;
+    sl_buf_t content; /* non-streaming: the answer of choice 0 */
+    sl_buf_t tools;   /* non-streaming: tool_calls JSON array body of choice 0 */
+    int tool_index;   /* the tool call being assembled, -1 none */
+    sl_buf_t tool_args;
+    char tool_id[128], tool_name[128];
+    char finish[24];
+    sl_usage_t usage;
+    bool have_usage;
+} oai_state_t;
+
+/* ---- decoding the request ---- */
+
+static void bad_request(sl_conn_t *c, const char *param, const char *msg)
+{
+    sl_conn_respond_error(c, 400, "invalid_request_error", NULL, param, msg,
+                          "x-should-retry: false\r\n");
+}
+
+/* Validates the body; on error answers 400 and returns false. */
+static bool decode(sl_conn_t *c, const sl_http_req_t *hr, sl_chat_req_t *out)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(hr->body.data ? hr->body.data : "", hr->body.len, 0, &jerr);
+    if (!body) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "We could not parse the JSON body of your request: %s "
+                 "(line %d, column %d)",
+                 jerr.text, jerr.line, jerr.column);
+        bad_request(c, NULL, msg);
+        return false;
+    }
+    const char *err = NULL, *param = NULL;
+    json_t *model = json_object_get(body, "model");
+    json_t *messages = json_object_get(body, "messages");
+    json_t *stream = json_object_get(body, "stream");
+    json_t *so = json_object_get(body, "stream_options");
+    if (!json_is_object(body))
+        err = "The request body must be a JSON object.";
+    else if (!json_is_string(model) || json_string_length(model) == 0)
+        err = "you must provide a model parameter", param = "model";
+    else if (!json_is_array(messages) || json_array_size(messages) == 0)
+        err = "'messages' must be a non-empty array", param = "messages";
+    else if (stream && !json_is_boolean(stream) && !json_is_null(stream))
+        err = "'stream' must be a boolean", param = "stream";
+    else if (so && !json_is_object(so) && !json_is_null(so))
+        err = "'stream_options' must be an object", param = "stream_options";
+    if (err) {
+        bad_request(c, param, err);
+        json_decref(body);
+        return false;
+    }
+    out->body = body;
+    out->model = json_string_value(model);
+    out->stream = json_is_true(stream);
+    out->client_wants_usage = json_is_true(json_object_get(so, "include_usage"));
+    out->prompt_bytes = sl_chat_prompt_bytes(messages);
+    out->raw = hr->body.data;
+    out->raw_len = hr->body.len;
+    return true;
+}
+
+static bool authorised(sl_conn_t *c, const sl_http_req_t *hr, sl_identity_t *who)
+{
+    const sl_config_t *cfg = c->w->cfg;
+    const char *why;
+    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_OPENAI].auth, hr, NULL, sl_worker_keys(c->w),
+                      who, &why) == 0)
+        return true;
+    sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, why,
+                          "WWW-Authenticate: Bearer\r\nx-should-retry: false\r\n");
+    return false;
+}
+
+/* ---- encoding events ---- */
+
+/* A raw chunk that carries usage the client did not ask for loses that key, nothing else. */
+static void send_raw_without_usage(sl_relay_t *r, const sl_event_t *ev)
+{
+    json_t *root = json_loadb(ev->raw, ev->raw_len, 0, NULL);
+    json_object_del(root, "usage");
+    char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    if (!s)
+        return;
+    sl_buf_t *b = sl_relay_scratch(r);
+    sl_buf_puts(b, "data: ");
+    sl_buf_puts(b, s);
+    sl_buf_puts(b, "\n\n");
+    sl_free(s);
+    sl_relay_send(r, b->data, b->len);
+}
+
+static void stream_event(sl_relay_t *r, oai_state_t *st, const sl_event_t *ev)
+{
+    const sl_chat_req_t *req = sl_relay_req(r);
+    sl_buf_t *b = sl_relay_scratch(r);
+    switch (ev->type) {
+    case SL_EV_START: return;
+    case SL_EV_DELTA:
+        sl_relay_stream_head(r, NULL);
+        if (ev->raw && ev->raw_has_usage && !req->client_wants_usage) {
+            send_raw_without_usage(r, ev);
+            return;
+        }
+        if (ev->raw) {
+            /* The passthrough fast path: the upstream's chunk bytes, re-framed. */
+            sl_buf_puts(b, "data: ");
+            sl_buf_append(b, ev->raw, ev->raw_len);
+            sl_buf_puts(b, "\n\n");
+        } else if (ev->role || ev->content || ev->tool.present || ev->finish_reason) {
+            sl_oai_encode_delta(b, &(sl_oai_meta_t){st->id, st->created, st->model}, ev);
+        }
+        break;
+    case SL_EV_FINISH: {
+        sl_relay_stream_head(r, NULL);
+        sl_event_t fin = {
+            .type = SL_EV_DELTA, .choice = ev->choice, .finish_reason = ev->finish_reason};
+        sl_oai_encode_delta(b, &(sl_oai_meta_t){st->id, st->created, st->model}, &fin);
+        break;
+    }
+    case SL_EV_USAGE:
+        if (!req->client_wants_usage)
+            return;
+        sl_relay_stream_head(r, NULL);
+        if (ev->raw) {
+            sl_buf_puts(b, "data: ");
+            sl_buf_append(b, ev->raw, ev->raw_len);
+            sl_buf_puts(b, "\n\n");
+        } else {
+            sl_oai_encode_usage_chunk(b, &(sl_oai_meta_t){st->id, st->created, st->model},
+                                      &ev->usage);
+        }
+        break;
+    case SL_EV_ERROR:
+        if (!sl_relay_head_sent(r)) {
+            sl_relay_respond_error(r, &ev->error);
+            return;
+        }
+        sl_oai_encode_error_event(b, &ev->error); /* no [DONE]: the answer did not finish (§3.6) */
+        sl_relay_send(r, b->data, b->len);
+        sl_relay_end(r, true);
+        return;
+    case SL_EV_END:
+        sl_relay_stream_head(r, NULL);
+        sl_relay_send(r, "data: [DONE]\n\n", 14);
+        sl_relay_end(r, false);
+        return;
+    }
+    if (b->len)
+        sl_relay_send(r, b->data, b->len);
+}
+
+/* ---- non-streaming: collect, then answer once ---- */
+
+static void close_tool(oai_state_t *st)
+{
+    if (st->tool_index < 0)
+        return;
+    sl_buf_t *t = &st->tools;
+    sl_buf_puts(t, t->len ? "," : "");
+    sl_buf_puts(t, "{\"id\":\"");
+    sl_buf_json_escape(t, st->tool_id, strlen(st->tool_id));
+    sl_buf_puts(t, "\",\"type\":\"function\",\"function\":{\"name\":\"");
+    sl_buf_json_escape(t, st->tool_name, strlen(st->tool_name));
+    sl_buf_puts(t, "\",\"arguments\":\"");
+    sl_buf_json_escape(t, st->tool_args.data ? st->tool_args.data : "", st->tool_args.len);
+    sl_buf_puts(t, "\"}}");
+    sl_buf_reset(&st->tool_args);
+    st->tool_index = -1;
+}
+
+static void collect(oai_state_t *st, const sl_event_t *ev)
+{
+    if (ev->choice != 0)
+        return; /* n > 1 answers come only from raw upstreams, which pass through whole */
+    if (ev->content)
+        sl_buf_append(&st->content, ev->content, ev->content_len);
+    if (ev->tool.present) {
+        if (ev->tool.index != st->tool_index) {
+            close_tool(st);
+            st->tool_index = ev->tool.index;
+            st->tool_id[0] = st->tool_name[0] = '\0';
+        }
+        if (ev->tool.id)
+            snprintf(st->tool_id, sizeof st->tool_id, "%s", ev->tool.id);
+        if (ev->tool.name)
+            snprintf(st->tool_name, sizeof st->tool_name, "%s", ev->tool.name);
+        if (ev->tool.args)
+            sl_buf_append(&st->tool_args, ev->tool.args, ev->tool.args_len);
+    }
+    if (ev->finish_reason)
+        snprintf(st->finish, sizeof st->finish, "%s", ev->finish_reason);
+}
+
+static void answer_collected(sl_relay_t *r, oai_state_t *st)
+{
+    close_tool(st);
+    sl_buf_t *b = sl_relay_scratch(r);
+    sl_buf_puts(b, "{\"id\":\"");
+    sl_buf_json_escape(b, st->id, strlen(st->id));
+    sl_buf_printf(b, "\",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":\"",
+                  st->created);
+    sl_buf_json_escape(b, st->model, strlen(st->model));
+    sl_buf_puts(b, "\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    if (st->content.len || !st->tools.len) {
+        sl_buf_putc(b, '"');
+        sl_buf_json_escape(b, st->content.data ? st->content.data : "", st->content.len);
+        sl_buf_putc(b, '"');
+    } else {
+        sl_buf_puts(b, "null");
+    }
+    if (st->tools.len) {
+        sl_buf_puts(b, ",\"tool_calls\":[");
+        sl_buf_append(b, st->tools.data, st->tools.len);
+        sl_buf_putc(b, ']');
+    }
+    sl_buf_printf(b, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],",
+                  st->finish[0] ? st->finish : "stop");
+    sl_oai_encode_usage(b, &st->usage);
+    sl_buf_putc(b, '}');
+    sl_relay_respond(r, 200, "application/json", b->data, b->len, NULL);
+    sl_relay_end(r, false);
+}
+
+static void whole_event(sl_relay_t *r, oai_state_t *st, const sl_event_t *ev)
+{
+    switch (ev->type) {
+    case SL_EV_DELTA:
+    case SL_EV_FINISH: collect(st, ev); return;
+    case SL_EV_USAGE:
+        st->usage = ev->usage;
+        st->have_usage = true;
+        return;
+    case SL_EV_ERROR: sl_relay_respond_error(r, &ev->error); return;
+    case SL_EV_END:
+        if (ev->raw) { /* an OpenAI upstream's own answer, as it sent it */
+            sl_relay_respond(r, 200, "application/json", ev->raw, ev->raw_len, NULL);
+            sl_relay_end(r, false);
+        } else {
+            answer_collected(r, st);
+        }
+        return;
+    case SL_EV_START: return;
+    }
+}
+
+static void on_event(sl_relay_t *r, void *state, const sl_event_t *ev)
+{
+    oai_state_t *st = state;
+    if (ev->type == SL_EV_START) {
+        snprintf(st->id, sizeof st->id, "%s", ev->id ? ev->id : "chatcmpl-sluice");
+        snprintf(st->model, sizeof st->model, "%s", ev->model ? ev->model : "");
+        st->created = ev->created ? ev->created : sl_wall_s();
+        st->tool_index = -1;
+    }
+    if (sl_relay_req(r)->stream)
+        stream_event(r, st, ev);
+    else
+        whole_event(r, st, ev);
+}
+
+static void dispose(void *state)
+{
+    oai_state_t *st = state;
+    sl_buf_dispose(&st->content);
+    sl_buf_dispose(&st->tools);
+    sl_buf_dispose(&st->tool_args);
+}
+
+static const sl_dialect_enc_t enc = {
+    .name = "openai",
+    .raw_openai = true,
+    .state_size = sizeof(oai_state_t),
+    .event = on_event,
+    .dispose = dispose,
+};
+
+/* ---- handlers ---- */
+
+static void handle_chat(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t *m)
+{
+    sl_identity_t who;
+    if (!authorised(c, hr, &who))
+        return; /* nothing was sent upstream */
+    sl_chat_req_t req = {0};
+    if (!decode(c, hr, &req)) {
+        sl_identity_dispose(&who);
+        return;
+    }
+    /* OpenAI's own per-end-user field is the user id limits and usage are kept by. */
+    const char *user = json_string_value(json_object_get(req.body, "user"));
+    if (user && *user && strlen(user) < 256)
+        req.meta.user_id = sl_strdup(user);
+    sl_identity_to_meta(&who, &req.meta);
+    sl_relay_start(c, &req, &enc);
+}
+
+static void handle_models(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t *m)
+{
+    sl_identity_t who;
+    if (!authorised(c, hr, &who))
+        return;
+    sl_identity_dispose(&who);
+    const sl_config_t *cfg = c->w->cfg;
+    sl_buf_t b;
+    sl_buf_init(&b);
+    sl_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < cfg->nmodels; i++) {
+        sl_buf_puts(&b, i ? ",{\"id\":\"" : "{\"id\":\"");
+        sl_buf_json_escape(&b, cfg->models[i].pattern, strlen(cfg->models[i].pattern));
+        sl_buf_printf(&b, "\",\"object\":\"model\",\"created\":0,\"owned_by\":\"sluice\"}");
+    }
+    sl_buf_puts(&b, "]}");
+    sl_conn_respond(c, 200, "application/json", b.data, b.len, NULL);
+    sl_buf_dispose(&b);
+}
+
+static const sl_route_t routes[] = {
+    {"POST", "/v1/chat/completions", handle_chat},
+    {"GET", "/v1/models", handle_models},
+};
+static const char *const mounts[] = {"", "/api", NULL}; /* seed 001 serves it under /api */
+
+const sl_dialect_t sl_dialect_openai = {
+    .id = SL_DIALECT_OPENAI,
+    .mounts = mounts,
+    .routes = routes,
+    .nroutes = sizeof routes / sizeof routes[0],
+};

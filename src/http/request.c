@@ -1,0 +1,246 @@
+/* http-parser callbacks that fill an sl_http_req_t and enforce the size limits as bytes arrive. */
+#include "http/request.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "core/err.h"
+
+static sl_http_req_t *req_of(http_parser *p)
+{
+    return (sl_http_req_t *)p->data;
+}
+
+static int fail(sl_http_req_t *r, int err, const char *msg)
+{
+    r->error = err;
+    r->error_msg = msg;
+    return 1; /* non-zero stops http-parser */
+}
+
+static int count_head(sl_http_req_t *r, size_t n)
+{
+    r->head_bytes += n;
+    if (r->head_bytes > r->max_header)
+        return fail(r, SL_EHEADERS, "request header fields too large");
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    req_of(p)->started = true;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    sl_http_req_t *r = req_of(p);
+    if (count_head(r, n))
+        return 1;
+    sl_buf_append(&r->url, at, n);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    sl_http_req_t *r = req_of(p);
+    if (count_head(r, n + 2))
+        return 1;
+    if (r->in_value || r->hdrs.len == 0) {
+        if (r->hdrs.len)
+            sl_buf_putc(&r->hdrs, '\0'); /* close the previous value */
+        r->in_value = false;
+    }
+    char *dst = sl_buf_reserve(&r->hdrs, n);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (char)tolower((unsigned char)at[i]);
+    sl_buf_commit(&r->hdrs, n);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    sl_http_req_t *r = req_of(p);
+    if (count_head(r, n))
+        return 1;
+    if (!r->in_value) {
+        sl_buf_putc(&r->hdrs, '\0'); /* close the name */
+        r->in_value = true;
+    }
+    sl_buf_append(&r->hdrs, at, n);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    sl_http_req_t *r = req_of(p);
+    if (r->in_value)
+        sl_buf_putc(&r->hdrs, '\0');
+    r->headers_done = true;
+    r->keep_alive = http_should_keep_alive(p);
+    /* Refuse a declared oversize body before reading any of it. */
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body)
+        return fail(r, SL_ETOOBIG, "request body too large");
+    const char *expect = sl_http_req_header(r, "expect");
+    r->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    sl_http_req_t *r = req_of(p);
+    if (r->body.len + n > r->max_body)
+        return fail(r, SL_ETOOBIG, "request body too large");
+    sl_buf_append(&r->body, at, n);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    sl_http_req_t *r = req_of(p);
+    r->complete = true;
+    /* Pipelined requests wait: we answer one at a time, in order. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void sl_http_req_init(sl_http_req_t *r, size_t max_header, size_t max_body)
+{
+    memset(r, 0, sizeof *r);
+    http_parser_init(&r->parser, HTTP_REQUEST);
+    r->parser.data = r;
+    r->max_header = max_header;
+    r->max_body = max_body;
+}
+
+void sl_http_req_dispose(sl_http_req_t *r)
+{
+    sl_buf_dispose(&r->url);
+    sl_buf_dispose(&r->hdrs);
+    sl_buf_dispose(&r->body);
+}
+
+void sl_http_req_reset(sl_http_req_t *r)
+{
+    /* Keep small buffers for the next request on a keep-alive connection, drop big ones. */
+    sl_buf_reset(&r->url);
+    sl_buf_reset(&r->hdrs);
+    sl_buf_reset(&r->body);
+    sl_buf_shrink(&r->url, 512);
+    sl_buf_shrink(&r->hdrs, 2048);
+    sl_buf_shrink(&r->body, 8192);
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+    if (e == HPE_PAUSED)
+        http_parser_pause(&r->parser, 0);
+    else if (e != HPE_OK)
+        http_parser_init(&r->parser, HTTP_REQUEST); /* http-parser cannot resume from an error */
+    r->head_bytes = 0;
+    r->started = r->headers_done = r->complete = r->in_value = false;
+    r->expect_continue = false;
+    r->error = 0;
+    r->error_msg = NULL;
+}
+
+size_t sl_http_req_feed(sl_http_req_t *r, const char *p, size_t n)
+{
+    if (r->complete || r->error)
+        return 0;
+    size_t used = http_parser_execute(&r->parser, &settings, p, n);
+    enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+    if (r->error || e == HPE_PAUSED || e == HPE_OK)
+        return used;
+    if (e == HPE_HEADER_OVERFLOW)
+        (void)fail(r, SL_EHEADERS, "request header fields too large");
+    else
+        (void)fail(r, SL_EINVAL, http_errno_description(e));
+    return used;
+}
+
+const char *sl_http_req_header(const sl_http_req_t *r, const char *lname)
+{
+    const char *p = r->hdrs.data, *end = p + r->hdrs.len;
+    while (p && p < end) {
+        const char *name = p;
+        const char *value = name + strlen(name) + 1;
+        if (value >= end)
+            break;
+        if (strcmp(name, lname) == 0)
+            return value;
+        p = value + strlen(value) + 1;
+    }
+    return NULL;
+}
+
+const char *sl_http_req_path(const sl_http_req_t *r, size_t *len)
+{
+    const char *u = r->url.data ? r->url.data : "";
+    const char *q = strchr(u, '?');
+    *len = q ? (size_t)(q - u) : strlen(u);
+    return u;
+}
+
+const char *sl_http_req_method(const sl_http_req_t *r)
+{
+    return http_method_str((enum http_method)r->parser.method);
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+static bool decode_into(const char *p, size_t n, sl_buf_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            int hi = i + 2 < n ? hexval(p[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(p[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return false;
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        sl_buf_putc(out, ch);
+    }
+    return true;
+}
+
+bool sl_http_req_query(const sl_http_req_t *r, const char *name, sl_buf_t *out)
+{
+    sl_buf_reset(out);
+    const char *u = r->url.data ? r->url.data : "";
+    const char *q = strchr(u, '?');
+    size_t nl = strlen(name);
+    for (const char *p = q ? q + 1 : NULL; p && *p;) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        if (klen == nl && memcmp(p, name, nl) == 0) {
+            const char *v = eq ? eq + 1 : p + len;
+            sl_buf_reserve(out, 0);
+            return decode_into(v, (size_t)(p + len - v), out);
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}

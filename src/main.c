@@ -1,0 +1,212 @@
+/* sluice: command line, config, signals, workers. Nothing else lives here. */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "admin/admin.h"
+#include "admin/app.h"
+#include "admin/cli.h"
+#include "admin/web.h"
+#include "config/config.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "dialect/dialect.h"
+#include "http/router.h"
+#include "net/worker.h"
+#include "store/store.h"
+
+#define SLUICE_VERSION "0.1.0"
+
+static const sl_dialect_t *const dialects[] = {&sl_dialect_openai, &sl_dialect_chat,
+                                               &sl_dialect_monoai, &sl_dialect_aichat};
+
+typedef struct app {
+    sl_worker_t *workers;
+    int nworkers;
+    uv_signal_t sigterm, sigint, sighup;
+    bool stopping;
+    sl_app_t shared; /* what the admin endpoints see */
+} app_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: sluice [--config FILE]\n"
+               "       sluice --check-config FILE\n"
+               "       sluice keys create|list|revoke ... (sluice keys for help)\n"
+               "       sluice --version\n"
+               "Without --config sluice runs on its embedded default: 127.0.0.1:8080, every\n"
+               "model answered by the built-in mock provider.\n");
+}
+
+/* Every enabled dialect, at its configured prefix (DESIGN §4). */
+static sl_router_t *build_router(const sl_config_t *cfg)
+{
+    sl_router_t *r = sl_router_new();
+    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++) {
+        const sl_dialect_cfg_t *d = &cfg->dialects[dialects[i]->id];
+        if (!d->enabled)
+            continue;
+        for (const char *const *m = dialects[i]->mounts; *m; m++) {
+            sl_buf_t prefix;
+            sl_buf_init(&prefix);
+            sl_buf_puts(&prefix, d->prefix);
+            sl_buf_puts(&prefix, *m);
+            sl_router_add(r, prefix.data, dialects[i]->routes, dialects[i]->nroutes);
+            sl_buf_dispose(&prefix);
+        }
+    }
+    sl_router_add(r, "", sl_admin_routes, sl_admin_nroutes);
+    sl_router_add(r, "", sl_web_routes, sl_web_nroutes);
+    return r;
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    app_t *app = s->data;
+    sl_buf_t err;
+    sl_buf_init(&err);
+    if (sl_app_reload(&app->shared, &err) != 0) {
+        /* logged by the reload; the running config stays in place */
+    }
+    sl_buf_dispose(&err);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    app_t *app = s->data;
+    if (app->stopping)
+        return;
+    app->stopping = true;
+    sl_log(SL_LOG_INFO, "%s: draining (up to the configured drain time), then exiting",
+           strsignal(signum));
+    for (int i = 0; i < app->nworkers; i++)
+        sl_worker_stop(&app->workers[i]);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
+}
+
+static int load_config(const char *path, sl_config_t **cfg)
+{
+    if (!path) {
+        *cfg = sl_config_default();
+        return 0;
+    }
+    sl_buf_t err;
+    sl_buf_init(&err);
+    int rc = sl_config_load(path, cfg, &err);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", err.data ? err.data : "invalid configuration");
+    sl_buf_dispose(&err);
+    return rc;
+}
+
+static int start_workers(app_t *app, sl_config_t *cfg, sl_router_t *router, sl_store_t *store)
+{
+    int n = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
+    app->workers = sl_calloc((size_t)n, sizeof *app->workers);
+    app->shared.workers = app->workers;
+    app->shared.store = store;
+    int port = cfg->listen_port;
+    for (int i = 0; i < n; i++) {
+        int fd, bound;
+        /* The first bind resolves port 0; the others join that port (SO_REUSEPORT). */
+        if (sl_worker_listen_fd(cfg->listen_host, port, &fd, &bound) != 0)
+            return SL_ECONFIG;
+        port = bound;
+        if (sl_worker_start(&app->workers[i], i, fd, cfg, router, store, &app->shared) != 0)
+            return SL_EINTERNAL;
+        app->nworkers++;
+        app->shared.nworkers = app->nworkers;
+    }
+    sl_log(SL_LOG_INFO, "listening on http://%s:%d (%d workers)", cfg->listen_host, port, n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool check_only = false;
+    if (argc > 1 && !strcmp(argv[1], "keys")) {
+        json_set_alloc_funcs(sl_malloc_fn, sl_free);
+        return sl_cli_keys(argc - 1, argv + 1);
+    }
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (!strcmp(argv[i], "--check-config") && i + 1 < argc) {
+            config_path = argv[++i];
+            check_only = true;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("sluice %s\n", SLUICE_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "sluice: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    json_set_alloc_funcs(sl_malloc_fn, sl_free);
+    sl_config_t *cfg = NULL;
+    if (load_config(config_path, &cfg) != 0)
+        return 1;
+    if (check_only) {
+        printf("%s: ok\n", config_path);
+        sl_config_unref(cfg);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread exists */
+    sl_store_t *store = NULL;
+    sl_buf_t err;
+    sl_buf_init(&err);
+    if (sl_store_start(cfg->sqlite_path, cfg->postgres_url, 65536, &store, &err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err.data ? err.data : "cannot open the store");
+        sl_buf_dispose(&err);
+        sl_config_unref(cfg);
+        return 1;
+    }
+    sl_buf_dispose(&err);
+    sl_router_t *router = build_router(cfg);
+    app_t app = {0};
+    sl_app_init(&app.shared, config_path, cfg, router, build_router);
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &app.sigterm);
+    uv_signal_init(loop, &app.sigint);
+    uv_signal_init(loop, &app.sighup);
+    app.sigterm.data = app.sigint.data = app.sighup.data = &app;
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_start(&app.sighup, on_sighup, SIGHUP);
+
+    int rc = start_workers(&app, cfg, router, store);
+    if (rc != 0) {
+        for (int i = 0; i < app.nworkers; i++)
+            sl_worker_stop(&app.workers[i]);
+        uv_close((uv_handle_t *)&app.sigterm, NULL);
+        uv_close((uv_handle_t *)&app.sigint, NULL);
+        uv_close((uv_handle_t *)&app.sighup, NULL);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < app.nworkers; i++)
+        sl_worker_join(&app.workers[i]);
+    (void)uv_loop_close(loop);
+    sl_store_stop(store); /* after the workers: every usage record is queued by now */
+    sl_free(app.workers);
+    sl_app_dispose(&app.shared);
+    sl_router_unref(router);
+    sl_config_unref(cfg);
+    curl_global_cleanup();
+    if (rc == 0)
+        sl_log(SL_LOG_INFO, "stopped");
+    return rc == 0 ? 0 : 1;
+}

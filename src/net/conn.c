@@ -1,0 +1,749 @@
+/* Client connections: read → parse → dispatch one request at a time → coalesced writes. */
+#include "net/conn.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "admin/metrics.h"
+#include "codec/ws.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "http/router.h"
+#include "net/worker.h"
+
+#define LINGER_MS       2000  /* how long an answered-but-unread upload is drained before close */
+#define MAX_BUFFERED_IN 65536 /* pipelined input held while a request is answered */
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void ws_feed_leftover(sl_conn_t *c, const char *p, size_t n);
+static void process_input(sl_conn_t *c);
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    sl_conn_t *c = h->data;
+    buf->base = c->w->readbuf;
+    buf->len = sizeof c->w->readbuf;
+}
+
+static void arm_timer(sl_conn_t *c, uint64_t ms, uv_timer_cb cb)
+{
+    uv_timer_stop(&c->timer);
+    if (ms)
+        uv_timer_start(&c->timer, cb, ms, 0);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    sl_conn_t *c = t->data;
+    if (c->state == SL_CONN_READING && c->req.started && !c->head_sent) {
+        /* A request that never finished arriving (slowloris): say so, then go. */
+        sl_conn_respond_error(c, 408, "invalid_request_error", "request_timeout", NULL,
+                              "the request was not received in time", NULL);
+        c->close_after = true;
+        return;
+    }
+    sl_conn_close(c);
+}
+
+static void set_reading(sl_conn_t *c, bool on)
+{
+    if (on == c->reading || c->state == SL_CONN_CLOSING)
+        return;
+    c->reading = on;
+    if (on)
+        (void)uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read); /* fails only if closing */
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void new_request_id(sl_conn_t *c)
+{
+    static __thread uint64_t counter;
+    const char *given = sl_http_req_header(&c->req, "x-request-id");
+    if (given && given[0] && strlen(given) < sizeof c->rid) {
+        bool sane = true;
+        for (const char *p = given; *p; p++)
+            sane &= (*p > 0x20 && *p < 0x7f && *p != '"' && *p != '\\');
+        if (sane) {
+            snprintf(c->rid, sizeof c->rid, "%s", given);
+            return;
+        }
+    }
+    uint64_t n = ++counter;
+    snprintf(c->rid, sizeof c->rid, "req_%x%08" PRIx64 "%06" PRIx64, c->w->id,
+             (uint64_t)uv_hrtime() & 0xffffffffu, n & 0xffffff);
+}
+
+void sl_conn_accept(sl_worker_t *w, uv_stream_t *listener)
+{
+    sl_conn_t *c = sl_calloc(1, sizeof *c);
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->closes_pending = 2;
+    sl_http_req_init(&c->req, w->cfg->max_header, w->cfg->max_body);
+    c->high_water = w->cfg->stream_buffer;
+    c->low_water = c->high_water / 4;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || w->nconns > w->cfg->max_connections) {
+        sl_conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    set_reading(c, true);
+    arm_timer(c, w->cfg->client_idle_ms, on_deadline);
+}
+
+void sl_conn_set_hooks(sl_conn_t *c, const sl_conn_hooks_t *hooks, void *ud)
+{
+    c->hooks = hooks;
+    c->hooks_ud = ud;
+}
+
+static void schedule(sl_conn_t *c)
+{
+    sl_worker_schedule(c->w, c);
+}
+
+/* ---- writing ---- */
+
+static void close_chunk(sl_conn_t *c)
+{
+    if (!c->chunk_open)
+        return;
+    c->chunk_open = false;
+    size_t size = c->out.len - c->chunk_at - 10;
+    if (size == 0) {
+        c->out.len = c->chunk_at; /* nothing was added: drop the placeholder */
+        c->out.data[c->out.len] = '\0';
+        return;
+    }
+    /* Leading zeros are valid chunk-size digits (RFC 9112 §7.1), so the size goes in place. */
+    static const char digits[] = "0123456789abcdef";
+    SL_ASSERT(size <= 0xffffffffu); /* a chunk is at most one turn of output */
+    for (int i = 7; i >= 0; i--, size >>= 4)
+        c->out.data[c->chunk_at + (size_t)i] = digits[size & 15];
+    sl_buf_append(&c->out, "\r\n", 2);
+}
+
+/* The configured origin the request comes from, or NULL (DESIGN §6: configured origins get
+ * CORS headers, others none). */
+static const char *cors_origin(const sl_conn_t *c)
+{
+    const sl_config_t *cfg = c->w->cfg;
+    const char *origin = sl_http_req_header(&c->req, "origin");
+    if (!origin || !cfg->ncors_origins)
+        return NULL;
+    for (size_t i = 0; i < cfg->ncors_origins; i++)
+        if (!strcmp(cfg->cors_origins[i], "*") || !strcmp(cfg->cors_origins[i], origin))
+            return origin;
+    return NULL;
+}
+
+static void cors_headers(sl_conn_t *c)
+{
+    const char *origin = cors_origin(c);
+    if (!origin)
+        return;
+    sl_buf_puts(&c->out, "Access-Control-Allow-Origin: ");
+    sl_buf_puts(&c->out, origin);
+    sl_buf_puts(&c->out, "\r\nVary: Origin\r\nAccess-Control-Expose-Headers: x-request-id, "
+                         "retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+                         "x-ratelimit-reset-requests, x-ratelimit-limit-tokens, "
+                         "x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens\r\n");
+}
+
+/* A CORS preflight: answered here for any path, since browsers send it before every
+ * cross-origin call with an Authorization header. */
+static bool preflight(sl_conn_t *c)
+{
+    if (c->req.parser.method != HTTP_OPTIONS ||
+        !sl_http_req_header(&c->req, "access-control-request-method"))
+        return false;
+    const char *origin = cors_origin(c);
+    sl_buf_t h;
+    sl_buf_init(&h);
+    if (origin) {
+        const char *want = sl_http_req_header(&c->req, "access-control-request-headers");
+        sl_buf_printf(&h,
+                      "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                      "Access-Control-Allow-Headers: %s\r\n"
+                      "Access-Control-Max-Age: %llu\r\n",
+                      want && strlen(want) < 1024 ? want : "authorization, content-type",
+                      (unsigned long long)c->w->cfg->cors_max_age_s);
+    }
+    /* Another origin gets a plain 204: without the headers the browser refuses the call. */
+    sl_conn_head(c, 204, NULL, 0, h.data);
+    sl_conn_end(c, false);
+    sl_buf_dispose(&h);
+    return true;
+}
+
+void sl_conn_head(sl_conn_t *c, int status, const char *content_type, long content_length,
+                  const char *extra)
+{
+    if (c->head_sent || c->state == SL_CONN_CLOSING || c->ws)
+        return; /* a WebSocket exchange has no HTTP head */
+    c->head_sent = true;
+    c->status = status;
+    bool http11 = c->req.parser.http_major == 1 && c->req.parser.http_minor >= 1;
+    if (!c->req.keep_alive || c->w->draining)
+        c->close_after = true;
+    if (content_length < 0) {
+        c->chunked = http11;
+        if (!http11)
+            c->close_after = true;
+    }
+    sl_buf_printf(&c->out, "HTTP/1.%d %d %s\r\n", http11 ? 1 : 0, status, status_text(status));
+    if (content_type)
+        sl_buf_printf(&c->out, "Content-Type: %s\r\n", content_type);
+    if (status == 204 || status == 304)
+        ; /* no body, and no framing headers for one (RFC 9110 §8.6) */
+    else if (content_length >= 0)
+        sl_buf_printf(&c->out, "Content-Length: %ld\r\n", content_length);
+    else if (c->chunked)
+        sl_buf_puts(&c->out, "Transfer-Encoding: chunked\r\n");
+    sl_buf_printf(&c->out, "X-Request-Id: %s\r\n", c->rid);
+    if (c->close_after)
+        sl_buf_puts(&c->out, "Connection: close\r\n");
+    cors_headers(c);
+    if (c->head_extra.len)
+        sl_buf_append(&c->out, c->head_extra.data, c->head_extra.len);
+    if (extra)
+        sl_buf_puts(&c->out, extra);
+    sl_buf_puts(&c->out, "\r\n");
+    schedule(c);
+}
+
+void sl_conn_body(sl_conn_t *c, const void *p, size_t n)
+{
+    if (n == 0 || c->state == SL_CONN_CLOSING)
+        return;
+    if (c->ws) {
+        sl_ws_send_text(c->ws, p, n); /* one body write is one message */
+        c->bytes_out += n;
+        schedule(c);
+        return;
+    }
+    if (c->chunked && !c->chunk_open) {
+        c->chunk_at = c->out.len;
+        sl_buf_append(&c->out, "00000000\r\n", 10);
+        c->chunk_open = true;
+    }
+    sl_buf_append(&c->out, p, n);
+    c->bytes_out += n;
+    schedule(c);
+}
+
+static void write_access_log(sl_conn_t *c)
+{
+    size_t plen;
+    const char *path = sl_http_req_path(&c->req, &plen);
+    /* Straight into the worker's batch, written once per loop turn (worker.c flush_log). */
+    sl_buf_t *line = &c->w->access_log;
+    sl_buf_printf(line,
+                  "{\"ts\":%" PRId64 ",\"request_id\":\"%s\",\"worker\":%d,\"method\":\"%s\","
+                  "\"path\":\"",
+                  sl_wall_s(), c->rid, c->w->id, sl_http_req_method(&c->req));
+    sl_buf_json_escape(line, path, plen < 512 ? plen : 512);
+    sl_buf_printf(line, "\",\"status\":%d,\"bytes_out\":%zu,\"total_ms\":%.3f", c->status,
+                  c->bytes_out, sl_now_ms() - c->t_start);
+    if (c->log_extra.len)
+        sl_buf_append(line, c->log_extra.data, c->log_extra.len);
+    else /* answered before any exchange began: same schema, unknown values (see relay.c) */
+        sl_buf_puts(line, ",\"dialect\":null,\"model\":null,\"provider\":null,\"stream\":null,"
+                          "\"prompt_tokens\":null,\"completion_tokens\":null,"
+                          "\"usage_estimated\":null,\"ttft_ms\":null,\"finish_reason\":null,"
+                          "\"cancelled\":false");
+    sl_buf_puts(line, "}\n");
+}
+
+static void finish_request(sl_conn_t *c)
+{
+    if (c->w->cfg->access_log)
+        write_access_log(c);
+    /* Answers given outside an exchange (404, 401, health) are counted here; exchanges count
+     * themselves, with their labels. */
+    if (!c->log_extra.len && c->w->cfg->metrics)
+        sl_metrics_http(c->w->metrics, "", c->status);
+    sl_buf_reset(&c->log_extra);
+    sl_buf_shrink(&c->log_extra, 256);
+    sl_buf_reset(&c->head_extra);
+    sl_buf_shrink(&c->head_extra, 512);
+    c->hooks = NULL;
+    c->hooks_ud = NULL;
+    c->head_sent = c->chunked = c->sent_continue = false;
+    c->bytes_out = 0;
+    c->status = 0;
+    if (c->w->active)
+        c->w->active--;
+}
+
+void sl_conn_end(sl_conn_t *c, bool close)
+{
+    if (c->state == SL_CONN_CLOSING)
+        return;
+    if (c->ws) {
+        if (c->ws_busy) {
+            c->ws_busy = false;
+            if (!c->status)
+                c->status = 200;
+            finish_request(c);
+        }
+        if (close)
+            sl_conn_ws_close(c, 1011, "internal error");
+        schedule(c);
+        return;
+    }
+    close_chunk(c);
+    if (c->chunked)
+        sl_buf_append(&c->out, "0\r\n\r\n", 5);
+    if (close || c->w->draining)
+        c->close_after = true; /* shutting down: this was the connection's last answer */
+    bool was_handling = c->state == SL_CONN_HANDLING;
+    if (was_handling) {
+        finish_request(c);
+        sl_http_req_reset(&c->req);
+        c->state = SL_CONN_READING;
+        c->need_input = true;
+    }
+    schedule(c);
+}
+
+void sl_conn_respond(sl_conn_t *c, int status, const char *content_type, const char *body,
+                     size_t len, const char *extra)
+{
+    sl_conn_head(c, status, content_type, (long)len, extra);
+    sl_buf_append(&c->out, body, len);
+    c->bytes_out += len;
+    sl_conn_end(c, false);
+}
+
+void sl_conn_respond_error(sl_conn_t *c, int status, const char *type, const char *code,
+                           const char *param, const char *message, const char *extra)
+{
+    sl_buf_t b;
+    sl_buf_init(&b);
+    sl_buf_puts(&b, "{\"error\":{\"message\":\"");
+    sl_buf_json_escape(&b, message, strlen(message));
+    sl_buf_puts(&b, "\",\"type\":\"");
+    sl_buf_json_escape(&b, type, strlen(type));
+    sl_buf_puts(&b, "\",\"param\":");
+    if (param) {
+        sl_buf_putc(&b, '"');
+        sl_buf_json_escape(&b, param, strlen(param));
+        sl_buf_putc(&b, '"');
+    } else {
+        sl_buf_puts(&b, "null");
+    }
+    sl_buf_puts(&b, ",\"code\":");
+    if (code) {
+        sl_buf_putc(&b, '"');
+        sl_buf_json_escape(&b, code, strlen(code));
+        sl_buf_putc(&b, '"');
+    } else {
+        sl_buf_puts(&b, "null");
+    }
+    sl_buf_puts(&b, "}}");
+    sl_conn_respond(c, status, "application/json", b.data, b.len, extra);
+    sl_buf_dispose(&b);
+}
+
+size_t sl_conn_queued(const sl_conn_t *c)
+{
+    return c->out.len + c->inflight.len;
+}
+
+static void on_shutdown(uv_shutdown_t *sr, int status);
+
+static void after_output(sl_conn_t *c)
+{
+    if (c->writing || c->out.len)
+        return;
+    if (c->ws) {
+        if (sl_ws_done(c->ws))
+            sl_conn_close(c); /* closing handshake complete and flushed */
+        return;
+    }
+    if (c->close_after && c->state != SL_CONN_HANDLING) {
+        if (c->state == SL_CONN_DRAINING) {
+            /* Half-close and keep reading a while, so the client sees our answer instead of a
+             * reset caused by the upload we did not read. */
+            uv_shutdown_t *sr = sl_malloc(sizeof *sr);
+            if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+                sl_free(sr);
+            arm_timer(c, LINGER_MS, on_deadline);
+            return;
+        }
+        sl_conn_close(c);
+        return;
+    }
+    sl_buf_shrink(&c->out, 4096);
+    sl_buf_shrink(&c->inflight, 4096);
+}
+
+static void on_shutdown(uv_shutdown_t *sr, int status)
+{
+    sl_free(sr);
+}
+
+static void on_write(uv_write_t *wr, int status)
+{
+    sl_conn_t *c = wr->data;
+    c->writing = false;
+    sl_buf_reset(&c->inflight);
+    if (status < 0) {
+        sl_conn_close(c);
+        return;
+    }
+    if (c->state == SL_CONN_CLOSING)
+        return;
+    if (c->out.len) {
+        sl_conn_flush(c);
+        return;
+    }
+    if (c->hooks && c->hooks->drained)
+        c->hooks->drained(c->hooks_ud);
+    after_output(c);
+}
+
+void sl_conn_flush(sl_conn_t *c)
+{
+    if (c->state == SL_CONN_CLOSING)
+        return;
+    close_chunk(c);
+    if (!c->writing && c->out.len) {
+        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            sl_conn_close(c);
+            return;
+        }
+        size_t done = n > 0 ? (size_t)n : 0;
+        if (done == c->out.len) {
+            sl_buf_reset(&c->out);
+        } else {
+            /* Hand the rest to uv_write: swap buffers so new output keeps accumulating. */
+            sl_buf_t tmp = c->inflight;
+            c->inflight = c->out;
+            c->out = tmp;
+            sl_buf_consume(&c->inflight, done);
+            b = uv_buf_init(c->inflight.data, (unsigned)c->inflight.len);
+            c->wreq.data = c;
+            if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+                sl_conn_close(c);
+                return;
+            }
+            c->writing = true;
+        }
+    }
+    if (c->need_input && c->state == SL_CONN_READING) {
+        c->need_input = false;
+        process_input(c);
+        if (c->state == SL_CONN_CLOSING)
+            return;
+    }
+    if (!c->writing && !c->out.len && c->hooks && c->hooks->drained)
+        c->hooks->drained(c->hooks_ud);
+    after_output(c);
+}
+
+/* ---- reading ---- */
+
+static void reject(sl_conn_t *c, int err, const char *msg)
+{
+    int status = sl_err_status(err);
+    c->state = SL_CONN_HANDLING; /* so the response is logged like any other */
+    c->w->active++;
+    new_request_id(c);
+    c->t_start = sl_now_ms();
+    c->req.keep_alive = false;
+    sl_conn_respond_error(c, status, sl_err_type(err), NULL, NULL, msg, NULL);
+    c->state = SL_CONN_DRAINING;
+    c->close_after = true;
+    sl_buf_dispose(&c->in);
+}
+
+static void dispatch(sl_conn_t *c)
+{
+    c->state = SL_CONN_HANDLING;
+    c->w->active++;
+    c->t_start = sl_now_ms();
+    new_request_id(c);
+    uv_timer_stop(&c->timer);
+    if (!preflight(c))
+        sl_router_dispatch(c->w->router, c, &c->req);
+}
+
+/* Parses buffered input from the front; dispatches complete requests one at a time. */
+static void parse(sl_conn_t *c, const char *p, size_t n, size_t *used)
+{
+    *used = 0;
+    while (c->state == SL_CONN_READING && *used < n) {
+        bool was_started = c->req.started;
+        *used += sl_http_req_feed(&c->req, p + *used, n - *used);
+        if (!was_started && c->req.started)
+            arm_timer(c, c->w->cfg->client_header_ms, on_deadline);
+        if (c->req.error) {
+            reject(c, c->req.error, c->req.error_msg);
+            *used = n;
+            return;
+        }
+        if (c->req.expect_continue && !c->sent_continue && !c->req.complete) {
+            c->sent_continue = true;
+            sl_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+            schedule(c);
+        }
+        if (!c->req.complete)
+            return;
+        dispatch(c);
+    }
+}
+
+/* After an upgrade, bytes that followed the handshake in the same read are WebSocket frames. */
+static void ws_feed_leftover(sl_conn_t *c, const char *p, size_t n)
+{
+    if (n && sl_ws_feed(c->ws, p, n) != 0)
+        set_reading(c, false);
+}
+
+static void process_input(sl_conn_t *c)
+{
+    size_t used;
+    parse(c, c->in.data, c->in.len, &used);
+    if (c->state == SL_CONN_CLOSING)
+        return;
+    sl_buf_consume(&c->in, used);
+    if (c->state == SL_CONN_WS) {
+        sl_buf_t rest = c->in;
+        sl_buf_init(&c->in);
+        ws_feed_leftover(c, rest.data, rest.len);
+        sl_buf_dispose(&rest);
+        return;
+    }
+    sl_buf_shrink(&c->in, 4096);
+    if (c->state == SL_CONN_READING) {
+        set_reading(c, true);
+        if (!c->req.started && !c->in.len)
+            arm_timer(c, c->w->cfg->client_idle_ms, on_deadline);
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sl_conn_t *c = s->data;
+    if (nread < 0) {
+        /* EOF or error: the client is gone, whatever it was waiting for. */
+        sl_conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->state == SL_CONN_DRAINING)
+        return;
+    if (c->state == SL_CONN_WS) {
+        if (sl_ws_feed(c->ws, buf->base, (size_t)nread) != 0)
+            set_reading(c, false); /* protocol error: our close frame goes out, then we close */
+        schedule(c);
+        return;
+    }
+    if (c->state == SL_CONN_HANDLING || c->in.len) {
+        sl_buf_append(&c->in, buf->base, (size_t)nread);
+        if (c->state == SL_CONN_READING)
+            process_input(c);
+        else if (c->in.len > MAX_BUFFERED_IN)
+            set_reading(c, false); /* resumes when the current response ends */
+        return;
+    }
+    size_t used;
+    parse(c, buf->base, (size_t)nread, &used);
+    if (c->state == SL_CONN_WS)
+        ws_feed_leftover(c, buf->base + used, (size_t)nread - used);
+    else if (c->state != SL_CONN_CLOSING && c->state != SL_CONN_DRAINING && used < (size_t)nread)
+        sl_buf_append(&c->in, buf->base + used, (size_t)nread - used);
+}
+
+/* ---- closing ---- */
+
+static void on_closed(uv_handle_t *h)
+{
+    sl_conn_t *c = h->data;
+    if (--c->closes_pending > 0)
+        return;
+    sl_http_req_dispose(&c->req);
+    sl_buf_dispose(&c->in);
+    sl_buf_dispose(&c->out);
+    sl_buf_dispose(&c->inflight);
+    sl_buf_dispose(&c->log_extra);
+    sl_buf_dispose(&c->head_extra);
+    sl_ws_free(c->ws);
+    sl_free(c);
+}
+
+void sl_conn_close(sl_conn_t *c)
+{
+    if (c->state == SL_CONN_CLOSING)
+        return;
+    bool handling = c->state == SL_CONN_HANDLING || c->ws_busy;
+    c->ws_busy = false;
+    c->state = SL_CONN_CLOSING;
+    if (handling) {
+        /* The client left mid-request: the handler cancels its upstream now (§3.4). */
+        const sl_conn_hooks_t *h = c->hooks;
+        void *ud = c->hooks_ud;
+        if (!c->status)
+            c->status = 499; /* nginx's "client closed request" */
+        if (h && h->gone)
+            h->gone(ud); /* may add to log_extra before the access line is written */
+        finish_request(c);
+    }
+    if (c->ws_hooks && c->ws_hooks->closed)
+        c->ws_hooks->closed(c->ws_ud);
+    c->ws_hooks = NULL;
+    sl_worker_conn_gone(c->w, c);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* ---- WebSocket ---- */
+
+static void ws_on_text(void *ud, const char *msg, size_t len)
+{
+    sl_conn_t *c = ud;
+    if (c->ws_hooks && c->ws_hooks->message && c->state == SL_CONN_WS)
+        c->ws_hooks->message(c, c->ws_ud, msg, len);
+}
+
+static void ws_on_close(void *ud, uint16_t code)
+{
+    sl_conn_t *c = ud;
+    if (c->ws_busy && c->hooks && c->hooks->gone) {
+        /* The client closed mid-answer: cancel like a disconnect (§3.4). */
+        const sl_conn_hooks_t *h = c->hooks;
+        c->ws_busy = false;
+        c->status = 499;
+        h->gone(c->hooks_ud);
+        finish_request(c);
+    }
+    set_reading(c, false);
+    schedule(c);
+}
+
+static const sl_ws_callbacks_t ws_callbacks = {.on_text = ws_on_text, .on_close = ws_on_close};
+
+static bool header_has_token(const char *v, const char *token)
+{
+    size_t n = strlen(token);
+    for (const char *p = v; p && *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (strncasecmp(p, token, n) == 0 && (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
+            return true;
+        p = strchr(p, ',');
+    }
+    return false;
+}
+
+bool sl_conn_ws_upgrade(sl_conn_t *c, const sl_ws_hooks_t *hooks, void *ud)
+{
+    const sl_http_req_t *r = &c->req;
+    const char *upgrade = sl_http_req_header(r, "upgrade");
+    const char *connection = sl_http_req_header(r, "connection");
+    const char *version = sl_http_req_header(r, "sec-websocket-version");
+    const char *key = sl_http_req_header(r, "sec-websocket-key");
+    char accept[29];
+    if (!upgrade || !header_has_token(upgrade, "websocket") || !connection ||
+        !header_has_token(connection, "upgrade") || !key || sl_ws_accept_key(key, accept) != 0) {
+        sl_conn_respond_error(c, 400, "invalid_request_error", "websocket_required", NULL,
+                              "this endpoint speaks WebSocket: send a valid Upgrade request", NULL);
+        return false;
+    }
+    if (!version || strcmp(version, "13") != 0) {
+        sl_conn_respond_error(c, 426, "invalid_request_error", "websocket_version", NULL,
+                              "WebSocket version 13 is required", "Sec-WebSocket-Version: 13\r\n");
+        return false;
+    }
+    sl_buf_printf(&c->out,
+                  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                  "X-Request-Id: %s\r\n\r\n",
+                  accept, c->rid);
+    c->status = 101;
+    finish_request(c); /* the upgrade itself is one access-log line */
+    c->state = SL_CONN_WS;
+    c->ws = sl_ws_new(SL_WS_MAX_MESSAGE, &ws_callbacks, c, &c->out);
+    c->ws_hooks = hooks;
+    c->ws_ud = ud;
+    uv_timer_stop(&c->timer); /* long-lived by design: no idle deadline */
+    schedule(c);
+    return true; /* frames right behind the handshake are fed by ws_feed_leftover */
+}
+
+void sl_conn_ws_begin(sl_conn_t *c)
+{
+    c->ws_busy = true;
+    c->w->active++;
+    c->t_start = sl_now_ms();
+    c->status = 0;
+    c->bytes_out = 0;
+    new_request_id(c);
+}
+
+void sl_conn_ws_send(sl_conn_t *c, const char *msg, size_t len)
+{
+    if (!c->ws || c->state == SL_CONN_CLOSING)
+        return;
+    sl_ws_send_text(c->ws, msg, len);
+    schedule(c);
+}
+
+void sl_conn_ws_close(sl_conn_t *c, uint16_t code, const char *reason)
+{
+    if (!c->ws || c->state == SL_CONN_CLOSING)
+        return;
+    sl_ws_close(c->ws, code, reason);
+    schedule(c);
+}
+
+void sl_conn_peer(const sl_conn_t *c, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    out[0] = '\0';
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        (void)uv_ip4_name((const struct sockaddr_in *)&ss, out, cap); /* "" on failure */
+    else if (ss.ss_family == AF_INET6)
+        (void)uv_ip6_name((const struct sockaddr_in6 *)&ss, out, cap);
+}

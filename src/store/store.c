@@ -1,0 +1,676 @@
+/* The store thread and the queues around it (DESIGN §2): workers post operations into one
+ * bounded queue, the thread runs whatever is waiting as one batch (one transaction) through
+ * the database backend (db.h: SQLite or PostgreSQL), and answers travel back to each worker's
+ * own loop through its client. Between batches, and at least every SL_KEYS_REFRESH_MS, the
+ * thread also rebuilds the API-key snapshot that workers read without waiting.
+ *
+ * Who frees an op: whoever holds it when it is finished with. Posting hands it to the store
+ * queue (or, when refused, straight to the client's reply queue); the store thread runs it and
+ * frees it, or moves a query's answer to the client's reply queue; the client's loop delivers
+ * and frees it. Cancelling only sets a flag: every holder checks it, and the last check is on
+ * the client's loop, the thread that cancels, so a cancelled op's callback can never run. */
+#include "store/store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "store/db.h"
+#include "store/keys.h"
+#include "store/keyset.h"
+
+/* A burst of failures (queue full under load, disk full) logs one line per interval rather
+ * than one per row; sl_store_dropped keeps the exact count. */
+#define DROP_LOG_INTERVAL_MS 10000
+
+typedef enum { OP_USAGE, OP_APPEND, OP_LOAD, OP_STATS, OP_USAGE_QUERY } op_kind_t;
+
+struct sl_store_op {
+    sl_store_op_t *next;  /* weak: link in whichever queue or batch holds the op */
+    sl_store_client_t *c; /* counted in c->refs until the op is freed */
+    op_kind_t kind;
+    int cancelled; /* atomic: set on the client's loop; holders discard instead of answering */
+    unsigned max_turns;
+    int64_t ts;
+    /* Strings point into text[], copied when posted. */
+    const char *session_id, *owner, *user_msg, *assistant_msg, *user_id;
+    sl_usage_record_t rec;
+    sl_usage_query_t query;
+    sl_session_load_cb load_cb;
+    sl_stats_cb stats_cb;
+    sl_usage_query_cb usage_cb;
+    void *ud; /* borrowed: the caller's, handed back to its callback */
+    /* Results, written by the store thread before the op is queued back. */
+    int err;
+    bool found;
+    json_t *messages;      /* owned until handed to load_cb */
+    sl_user_stats_t *rows; /* owned */
+    sl_usage_sum_t *sums;  /* owned */
+    size_t nrows;          /* of rows or sums */
+    char text[];
+};
+
+struct sl_store_client {
+    uv_async_t async;           /* wakes the worker's loop when replies are queued */
+    sl_store_t *s;              /* borrowed: outlives us because stop requires clients closed */
+    unsigned refs;              /* atomic: 1 for the async handle until its close cb, 1 per op */
+    sl_store_op_t *head, *tail; /* owned: answers waiting for the loop; under s->mu */
+    bool closed;                /* under s->mu (written on the loop): no more replies queued */
+};
+
+#define WRITE_BATCH     512               /* this many queued writes go at once */
+#define WRITE_LINGER_NS (20ull * 1000000) /* else writes wait this long to share a commit */
+
+struct sl_store {
+    uv_mutex_t mu;
+    uv_cond_t wake; /* signalled when ops are queued or stop begins */
+    uv_thread_t thread;
+    sl_store_op_t *head, *tail; /* owned: waiting ops, oldest first; under mu */
+    size_t queued, cap;         /* under mu */
+    bool stopping;              /* under mu */
+    bool has_query;             /* under mu: a worker waits on something queued */
+    unsigned open_clients;      /* under mu; must be 0 when stop frees us */
+    sl_db_t *db;                /* owned; only the store thread touches it once started */
+    uv_mutex_t keys_mu;         /* guards keys alone, so readers never wait on the queue */
+    sl_keyset_t *keys;          /* owned (one ref); under keys_mu; never NULL once started */
+    bool keys_stale;            /* store thread only: the last refresh failed */
+    uint64_t dropped;           /* atomic */
+    int64_t next_log_ms;        /* atomic: when the next drop may be logged */
+};
+
+/* ---- ops and their lifetime ---- */
+
+static void fifo_push(sl_store_op_t **head, sl_store_op_t **tail, sl_store_op_t *op)
+{
+    op->next = NULL;
+    if (*tail)
+        (*tail)->next = op;
+    else
+        *head = op;
+    *tail = op;
+}
+
+static bool is_query(const sl_store_op_t *op)
+{
+    return op->kind == OP_LOAD || op->kind == OP_STATS || op->kind == OP_USAGE_QUERY;
+}
+
+static bool is_cancelled(const sl_store_op_t *op)
+{
+    return __atomic_load_n(&op->cancelled, __ATOMIC_ACQUIRE);
+}
+
+static size_t text_size(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s to *at and moves *at past it; NULL stays NULL. */
+static const char *copy_text(char **at, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *p = *at;
+    memcpy(p, s, n);
+    *at += n;
+    return p;
+}
+
+static sl_store_op_t *op_new(sl_store_client_t *c, op_kind_t kind, size_t text_len)
+{
+    sl_store_op_t *op = sl_calloc(1, sizeof *op + text_len);
+    op->c = c;
+    op->kind = kind;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return op;
+}
+
+static void client_unref(sl_store_client_t *c)
+{
+    /* The last reference goes either in the close callback or with the last op the store
+     * thread discards; whichever it is, nothing touches c after. */
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        sl_free(c);
+}
+
+static void op_free(sl_store_op_t *op)
+{
+    json_decref(op->messages);
+    sl_free(op->rows);
+    sl_free(op->sums);
+    client_unref(op->c);
+    sl_free(op);
+}
+
+static void free_list(sl_store_op_t *op)
+{
+    while (op) {
+        sl_store_op_t *next = op->next;
+        op_free(op);
+        op = next;
+    }
+}
+
+/* Counts n lost operations and logs at most once per interval. Lock-free: it is called by
+ * workers refusing a post and by the store thread alike. */
+static void count_drop(sl_store_t *s, uint64_t n, const char *why)
+{
+    if (n == 0)
+        return;
+    uint64_t total = __atomic_add_fetch(&s->dropped, n, __ATOMIC_RELAXED);
+    int64_t now = (int64_t)sl_now_ms();
+    int64_t next = __atomic_load_n(&s->next_log_ms, __ATOMIC_RELAXED);
+    /* Whoever wins the exchange logs; the total in its line covers the others. */
+    if (now < next ||
+        !__atomic_compare_exchange_n(&s->next_log_ms, &next, now + DROP_LOG_INTERVAL_MS, false,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return;
+    sl_log(SL_LOG_WARN, "store: %s (%llu operations dropped so far)", why,
+           (unsigned long long)total);
+}
+
+/* ---- answers: store thread → client's loop ---- */
+
+/* Queues an answered op for its client's loop. Returns false, and the caller frees the op,
+ * when nobody wants the answer. mu is held, so a close cannot slip in between the check and
+ * the send (libuv forbids uv_async_send racing uv_close). */
+static bool reply_locked(sl_store_op_t *op)
+{
+    sl_store_client_t *c = op->c;
+    if (c->closed || is_cancelled(op))
+        return false;
+    fifo_push(&c->head, &c->tail, op);
+    /* Fails only on a handle that is not an async; several sends coalesce into one wakeup. */
+    (void)uv_async_send(&c->async);
+    return true;
+}
+
+static void deliver(sl_store_op_t *op)
+{
+    if (op->kind == OP_STATS) {
+        op->stats_cb(op->ud, op->err, op->rows, op->nrows);
+        return;
+    }
+    if (op->kind == OP_USAGE_QUERY) {
+        op->usage_cb(op->ud, op->err, op->sums, op->nrows);
+        return;
+    }
+    /* The callee always gets an array to decref, even for a refused or failed load. */
+    json_t *m = op->messages ? op->messages : json_array();
+    op->messages = NULL;
+    op->load_cb(op->ud, op->err, op->err ? false : op->found, m);
+}
+
+static void on_replies(uv_async_t *a)
+{
+    sl_store_client_t *c = a->data;
+    uv_mutex_lock(&c->s->mu);
+    sl_store_op_t *op = c->head;
+    c->head = c->tail = NULL;
+    uv_mutex_unlock(&c->s->mu);
+    /* c outlives this loop: the async handle's reference goes only in its close callback. */
+    while (op) {
+        sl_store_op_t *next = op->next;
+        /* A callback may cancel a later op or close the client: no callback after either. */
+        if (!c->closed && !is_cancelled(op))
+            deliver(op);
+        op_free(op);
+        op = next;
+    }
+}
+
+/* ---- posting: worker → store thread ---- */
+
+static void post(sl_store_op_t *op)
+{
+    sl_store_t *s = op->c->s;
+    bool answered = false;
+    uv_mutex_lock(&s->mu);
+    bool stopping = s->stopping;
+    bool queued = !stopping && s->queued < s->cap;
+    if (queued) {
+        /* One wakeup per batch, not per record: a write wakes the thread only when the queue
+         * was empty (it then lingers to gather more) or is full enough to write at once; a
+         * query always does, since a worker is waiting for it. */
+        bool wake = !s->head || is_query(op) || s->queued + 1 >= WRITE_BATCH;
+        fifo_push(&s->head, &s->tail, op);
+        s->queued++;
+        s->has_query |= is_query(op);
+        if (wake)
+            uv_cond_signal(&s->wake);
+    } else if (is_query(op)) {
+        /* A refused query still answers on the loop, never inside the call that posted it:
+         * the caller has not even got its op handle yet. */
+        op->err = SL_EUNAVAIL;
+        answered = reply_locked(op);
+    }
+    uv_mutex_unlock(&s->mu);
+    if (queued)
+        return;
+    count_drop(s, 1, stopping ? "operation posted after stop" : "queue full");
+    if (!answered)
+        op_free(op);
+}
+
+void sl_store_usage(sl_store_client_t *c, const sl_usage_record_t *rec)
+{
+    const char *const strs[] = {rec->request_id, rec->key_name, rec->user_id, rec->dialect,
+                                rec->model,      rec->provider, rec->tags};
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        len += text_size(strs[i]);
+    sl_store_op_t *op = op_new(c, OP_USAGE, len);
+    char *at = op->text;
+    op->rec = *rec;
+    op->rec.request_id = copy_text(&at, rec->request_id);
+    op->rec.key_name = copy_text(&at, rec->key_name);
+    op->rec.user_id = copy_text(&at, rec->user_id);
+    op->rec.dialect = copy_text(&at, rec->dialect);
+    op->rec.model = copy_text(&at, rec->model);
+    op->rec.provider = copy_text(&at, rec->provider);
+    op->rec.tags = copy_text(&at, rec->tags);
+    post(op);
+}
+
+/* An op carrying a session id, owner and up to two messages, stamped now. */
+static sl_store_op_t *session_op(sl_store_client_t *c, op_kind_t kind, const char *session_id,
+                                 const char *owner, const char *user_msg, const char *assistant_msg)
+{
+    size_t len =
+        text_size(session_id) + text_size(owner) + text_size(user_msg) + text_size(assistant_msg);
+    sl_store_op_t *op = op_new(c, kind, len);
+    char *at = op->text;
+    op->session_id = copy_text(&at, session_id);
+    op->owner = copy_text(&at, owner);
+    op->user_msg = copy_text(&at, user_msg);
+    op->assistant_msg = copy_text(&at, assistant_msg);
+    op->ts = sl_wall_s();
+    return op;
+}
+
+void sl_store_session_append(sl_store_client_t *c, const char *session_id, const char *owner,
+                             const char *user_msg, const char *assistant_msg)
+{
+    post(session_op(c, OP_APPEND, session_id, owner, user_msg, assistant_msg));
+}
+
+sl_store_op_t *sl_store_session_load(sl_store_client_t *c, const char *session_id,
+                                     const char *owner, unsigned max_turns, sl_session_load_cb cb,
+                                     void *ud)
+{
+    sl_store_op_t *op = session_op(c, OP_LOAD, session_id, owner, NULL, NULL);
+    op->max_turns = max_turns;
+    op->load_cb = cb;
+    op->ud = ud;
+    post(op);
+    return op;
+}
+
+sl_store_op_t *sl_store_user_stats(sl_store_client_t *c, const char *user_id, sl_stats_cb cb,
+                                   void *ud)
+{
+    sl_store_op_t *op = op_new(c, OP_STATS, text_size(user_id));
+    char *at = op->text;
+    op->user_id = copy_text(&at, user_id);
+    op->stats_cb = cb;
+    op->ud = ud;
+    post(op);
+    return op;
+}
+
+/* Answers a query with err without running it, on the client's loop like any answer. */
+static void refuse(sl_store_op_t *op, int err)
+{
+    sl_store_t *s = op->c->s;
+    uv_mutex_lock(&s->mu);
+    op->err = err;
+    bool answered = reply_locked(op);
+    uv_mutex_unlock(&s->mu);
+    if (!answered)
+        op_free(op);
+}
+
+sl_store_op_t *sl_store_usage_query(sl_store_client_t *c, const sl_usage_query_t *q,
+                                    sl_usage_query_cb cb, void *ud)
+{
+    size_t len = text_size(q->key_name) + text_size(q->user_id) + text_size(q->model) +
+                 text_size(q->group_by);
+    sl_store_op_t *op = op_new(c, OP_USAGE_QUERY, len);
+    char *at = op->text;
+    op->query = *q;
+    op->query.key_name = copy_text(&at, q->key_name);
+    op->query.user_id = copy_text(&at, q->user_id);
+    op->query.model = copy_text(&at, q->model);
+    op->query.group_by = copy_text(&at, q->group_by);
+    op->usage_cb = cb;
+    op->ud = ud;
+    /* The backends build their SQL from the group's name: only known ones get that far. */
+    if (sl_db_group(q->group_by) < 0)
+        refuse(op, SL_EINVAL);
+    else
+        post(op);
+    return op;
+}
+
+void sl_store_op_cancel(sl_store_op_t *op)
+{
+    if (op)
+        __atomic_store_n(&op->cancelled, 1, __ATOMIC_RELEASE);
+}
+
+/* ---- the store thread ---- */
+
+static int run_op(sl_db_t *db, sl_store_op_t *op)
+{
+    switch (op->kind) {
+    case OP_USAGE: return db->ops->usage_insert(db, &op->rec);
+    case OP_APPEND:
+        return db->ops->session_append(db, op->session_id, op->owner, op->user_msg,
+                                       op->assistant_msg, op->ts);
+    case OP_LOAD:
+        op->err = db->ops->session_load(db, op->session_id, op->owner, op->max_turns, &op->found,
+                                        &op->messages);
+        return op->err;
+    case OP_STATS:
+        op->err = db->ops->user_stats(db, op->user_id, &op->rows, &op->nrows);
+        return op->err;
+    case OP_USAGE_QUERY:
+        op->err = db->ops->usage_query(db, &op->query, &op->sums, &op->nrows);
+        return op->err;
+    }
+    return SL_EINTERNAL;
+}
+
+static uint64_t count_writes(const sl_store_op_t *op)
+{
+    uint64_t n = 0;
+    for (; op; op = op->next)
+        n += !is_query(op);
+    return n;
+}
+
+/* Opens the batch's transaction before ops (the rest of the batch). On failure every write
+ * among them is counted as dropped and skipped; queries still run, WAL readers need no lock. */
+static bool begin(sl_store_t *s, const sl_store_op_t *ops)
+{
+    if (s->db->ops->begin(s->db) == 0)
+        return true;
+    count_drop(s, count_writes(ops), s->db->errmsg);
+    return false;
+}
+
+static void commit(sl_store_t *s, uint64_t written)
+{
+    if (s->db->ops->commit(s->db) == 0)
+        return;
+    count_drop(s, written, s->db->errmsg);
+    s->db->ops->rollback(s->db);
+}
+
+/* Runs a batch in order in one transaction: one fsync-worthy commit for however many usage
+ * rows piled up, and a query sees every write posted before it. */
+static void run_batch(sl_store_t *s, sl_store_op_t *batch)
+{
+    bool txn = count_writes(batch) > 0 && begin(s, batch);
+    uint64_t written = 0; /* writes in the open transaction, lost with it if it rolls back */
+    for (sl_store_op_t *op = batch; op; op = op->next) {
+        if (is_query(op) ? is_cancelled(op) : !txn)
+            continue;
+        int err = run_op(s->db, op);
+        if (!err) {
+            written += !is_query(op);
+            continue;
+        }
+        count_drop(s, 1, s->db->errmsg);
+        if (txn && !s->db->ops->in_txn(s->db)) {
+            /* The whole transaction is gone (sqlite: disk full, I/O error; PostgreSQL: any
+             * failed statement): the writes before this one went with it. Carry on with the
+             * rest in a new one. */
+            count_drop(s, written, "batch rolled back");
+            written = 0;
+            txn = begin(s, op->next);
+        }
+    }
+    if (txn)
+        commit(s, written);
+}
+
+/* Sends each answered query to its client; returns what nobody is waiting for. */
+static sl_store_op_t *answer_locked(sl_store_op_t *batch)
+{
+    sl_store_op_t *trash = NULL;
+    while (batch) {
+        sl_store_op_t *op = batch;
+        batch = op->next;
+        if (is_query(op) && reply_locked(op))
+            continue;
+        op->next = trash;
+        trash = op;
+    }
+    return trash;
+}
+
+/* A new snapshot of every key and every key name's spend. */
+static int read_keyset(sl_db_t *db, sl_keyset_t **out)
+{
+    sl_key_rec_t *keys = NULL;
+    sl_db_spend_t *spend = NULL;
+    size_t nkeys = 0, nspend = 0;
+    int err = db->ops->keys_read(db, &keys, &nkeys);
+    if (!err)
+        err = db->ops->spend_read(db, &spend, &nspend);
+    if (!err)
+        *out = sl_keyset_new(keys, nkeys, spend, nspend);
+    sl_free(keys);
+    return err;
+}
+
+/* Reads every key and publishes them as the new snapshot. */
+static int load_keys(sl_store_t *s)
+{
+    sl_keyset_t *ks = NULL;
+    int err = read_keyset(s->db, &ks);
+    if (err)
+        return err;
+    uv_mutex_lock(&s->keys_mu);
+    sl_keyset_t *old = s->keys;
+    s->keys = ks;
+    uv_mutex_unlock(&s->keys_mu);
+    sl_keyset_unref(old); /* readers holding it keep it alive */
+    return 0;
+}
+
+/* A failed refresh keeps the last snapshot: a key revoked meanwhile is refused late, rather
+ * than every request refused while the database is away. Logged when it starts and ends. */
+static void refresh_keys(sl_store_t *s)
+{
+    int err = load_keys(s);
+    if (err && !s->keys_stale)
+        sl_log(SL_LOG_WARN, "store: cannot refresh the API keys, keeping the last ones: %s",
+               s->db->errmsg);
+    else if (!err && s->keys_stale)
+        sl_log(SL_LOG_INFO, "store: API keys refreshed again");
+    s->keys_stale = err != 0;
+}
+
+/* Waits until ops are queued, stop begins or refresh_at (sl_now_ms) passes, and takes every
+ * op waiting as the next batch (NULL when none). */
+static sl_store_op_t *take_batch(sl_store_t *s, double refresh_at, bool *stopping)
+{
+    uv_mutex_lock(&s->mu);
+    double left;
+    while (!s->head && !s->stopping && (left = refresh_at - sl_now_ms()) > 0)
+        /* Timed out or woken, the loop condition says what to do next. */
+        (void)uv_cond_timedwait(&s->wake, &s->mu, (uint64_t)(left * 1e6) + 1);
+    /* Only writes waiting: linger a little so they share one transaction. */
+    while (s->head && !s->has_query && !s->stopping && s->queued < WRITE_BATCH)
+        if (uv_cond_timedwait(&s->wake, &s->mu, WRITE_LINGER_NS) == UV_ETIMEDOUT)
+            break;
+    /* Everything queued before stop is taken: stop loses no row. */
+    sl_store_op_t *batch = s->head;
+    s->head = s->tail = NULL;
+    s->queued = 0;
+    s->has_query = false;
+    *stopping = s->stopping;
+    uv_mutex_unlock(&s->mu);
+    return batch;
+}
+
+static void store_main(void *arg)
+{
+    sl_store_t *s = arg;
+    double refresh_at = sl_now_ms() + SL_KEYS_REFRESH_MS;
+    for (;;) {
+        bool stopping;
+        sl_store_op_t *batch = take_batch(s, refresh_at, &stopping);
+        if (!batch && stopping)
+            return;
+        if (batch) {
+            run_batch(s, batch);
+            uv_mutex_lock(&s->mu);
+            sl_store_op_t *trash = answer_locked(batch);
+            uv_mutex_unlock(&s->mu);
+            free_list(trash);
+        }
+        /* Checked after every batch too, so a busy queue cannot starve the refresh. */
+        if (sl_now_ms() >= refresh_at) {
+            refresh_keys(s);
+            refresh_at = sl_now_ms() + SL_KEYS_REFRESH_MS;
+        }
+    }
+}
+
+/* ---- lifecycle ---- */
+
+/* Creates the locks and the thread, or nothing; returns a libuv code. */
+static int start_thread(sl_store_t *s)
+{
+    int rc = uv_mutex_init(&s->mu);
+    if (rc == 0 && (rc = uv_mutex_init(&s->keys_mu)) != 0)
+        uv_mutex_destroy(&s->mu);
+    if (rc == 0 && (rc = uv_cond_init(&s->wake)) != 0) {
+        uv_mutex_destroy(&s->keys_mu);
+        uv_mutex_destroy(&s->mu);
+    }
+    /* The thread creation publishes s, db and keys included, to the store thread. */
+    if (rc == 0 && (rc = uv_thread_create(&s->thread, store_main, s)) != 0) {
+        uv_cond_destroy(&s->wake);
+        uv_mutex_destroy(&s->keys_mu);
+        uv_mutex_destroy(&s->mu);
+    }
+    return rc;
+}
+
+int sl_store_start(const char *sqlite_path, const char *postgres_url, size_t queue_cap,
+                   sl_store_t **out, sl_buf_t *err)
+{
+    if (queue_cap == 0) {
+        sl_buf_puts(err, "store: queue_cap must be at least 1");
+        return SL_EINVAL;
+    }
+    sl_store_t *s = sl_calloc(1, sizeof *s);
+    s->cap = queue_cap;
+    int rc = sl_db_open(sqlite_path, postgres_url, &s->db, err);
+    if (rc)
+        goto out;
+    /* The first snapshot is read here, on the caller's thread before the store thread exists,
+     * so sl_store_keys never returns NULL. */
+    if ((rc = read_keyset(s->db, &s->keys)) != 0) {
+        sl_buf_printf(err, "store: cannot read the API keys: %s", s->db->errmsg);
+        goto out;
+    }
+    int uvrc = start_thread(s);
+    if (uvrc != 0) {
+        sl_buf_printf(err, "store: cannot start its thread: %s", uv_strerror(uvrc));
+        rc = SL_EINTERNAL;
+    }
+out:
+    if (rc) {
+        sl_keyset_unref(s->keys);
+        sl_db_close(s->db);
+        sl_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void sl_store_stop(sl_store_t *s)
+{
+    if (!s)
+        return;
+    uv_mutex_lock(&s->mu);
+    s->stopping = true;
+    uv_cond_signal(&s->wake);
+    uv_mutex_unlock(&s->mu);
+    int rc = uv_thread_join(&s->thread);
+    if (rc != 0)
+        sl_log(SL_LOG_ERROR, "store: joining the store thread: %s", uv_strerror(rc));
+    sl_db_close(s->db);
+    sl_keyset_unref(s->keys);
+    uint64_t dropped = sl_store_dropped(s);
+    if (dropped > 0) /* the rate-limited log may have missed the last of them */
+        sl_log(SL_LOG_WARN, "store: stopped; %llu operations dropped in all",
+               (unsigned long long)dropped);
+    /* The database is safe by now. A client still open would later lock the mutex of a freed
+     * store from its loop: fail loudly here instead. */
+    SL_ASSERT(s->open_clients == 0);
+    uv_cond_destroy(&s->wake);
+    uv_mutex_destroy(&s->keys_mu);
+    uv_mutex_destroy(&s->mu);
+    sl_free(s);
+}
+
+sl_keyset_t *sl_store_keys(sl_store_t *s)
+{
+    uv_mutex_lock(&s->keys_mu);
+    sl_keyset_t *ks = sl_keyset_ref(s->keys);
+    uv_mutex_unlock(&s->keys_mu);
+    return ks;
+}
+
+uint64_t sl_store_dropped(const sl_store_t *s)
+{
+    return __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
+}
+
+sl_store_client_t *sl_store_client_new(sl_store_t *s, uv_loop_t *loop)
+{
+    sl_store_client_t *c = sl_calloc(1, sizeof *c);
+    c->s = s;
+    c->refs = 1;
+    int rc = uv_async_init(loop, &c->async, on_replies);
+    if (rc != 0) {
+        sl_log(SL_LOG_ERROR, "store: cannot create a client: %s", uv_strerror(rc));
+        sl_free(c);
+        return NULL;
+    }
+    c->async.data = c;
+    uv_mutex_lock(&s->mu);
+    s->open_clients++;
+    uv_mutex_unlock(&s->mu);
+    return c;
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    client_unref(h->data);
+}
+
+void sl_store_client_close(sl_store_client_t *c)
+{
+    if (!c)
+        return;
+    sl_store_t *s = c->s;
+    uv_mutex_lock(&s->mu);
+    SL_ASSERT(!c->closed);
+    c->closed = true; /* from here the store thread discards this client's answers */
+    s->open_clients--;
+    sl_store_op_t *pending = c->head;
+    c->head = c->tail = NULL;
+    uv_mutex_unlock(&s->mu);
+    free_list(pending); /* the handle's reference keeps c alive through this */
+    uv_close((uv_handle_t *)&c->async, on_client_closed);
+}

@@ -1,0 +1,371 @@
+// Fallback across targets (DESIGN §5): while nothing has been sent to the client, a connect
+// failure, a first-byte timeout, a 5xx or a 429 retries the target (`retries`, backoff with
+// jitter, Retry-After honoured up to retry.max_retry_after), then moves to the next target; the
+// client sees only the answer that succeeded, byte for byte, and the access log lists every
+// attempt. Other 4xx are not retried. Once output started, a failure is an in-stream error and
+// no other target is called. Circuit breakers (per provider, per worker: one worker here) skip
+// a failing provider for its cooldown, then let one probe through. `fallback_to_non_stream`
+// retries a streaming call that failed before output without streaming, and the streaming
+// client still gets a whole SSE stream.
+//
+// Upstreams: A (ctx.up) and B are fake OpenAI upstreams; `front` is an OpenAI-compatible server
+// that refuses streaming (400 or 500) but answers non-streaming calls; an Azure fake for
+// Retry-After values other than fake-upstream's fixed 7 s and for Azure's stream refusal.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startFakeUpstream, expectedClientStream, expectedPrefix, completionFor, contentPieces, usageFor } from './lib/fake-upstream.mjs';
+import { startFakeAzure, startScriptedServer, AZURE_KEY, azureCompletion } from './lib/fake-azure.mjs';
+import { openStream } from './lib/sse.mjs';
+import { request, closedPort } from './lib/raw-http.mjs';
+import { useSluice, baseConfig, chat, UPSTREAM_KEY } from './lib/sluice.mjs';
+import { assertErrorBody, assertStreamHeaders, assertErrorEnding } from './lib/checks.mjs';
+import { uid } from './lib/dialects.mjs';
+import { scrape, total } from './lib/prom.mjs';
+
+let upB;
+let front;
+let az;
+after(async () => { await upB?.close(); await front?.close(); await az?.close(); });
+
+/* An OpenAI-compatible upstream that refuses to stream. The model's trailing digits are the
+ * status of the refusal (400: "streaming is not supported"); a model containing "both" fails
+ * non-streaming calls the same way; otherwise a non-streaming call gets completionFor(body). */
+async function startStreamRefuser() {
+  return startScriptedServer((rec) => {
+    rec.stream = rec.body?.stream === true;
+    const model = String(rec.body?.model);
+    const status = Number(/(\d{3})$/.exec(model)?.[1] ?? 400);
+    const json = (st, obj) => {
+      const text = JSON.stringify(obj);
+      return [{ kind: 'head', status: st, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
+        { kind: 'write', data: text }, { kind: 'end' }];
+    };
+    if (rec.stream || model.includes('both')) {
+      return json(status, { error: { message: rec.stream && status === 400 ? 'streaming is not supported by this model' : `refuser says ${status}`,
+        type: status >= 500 ? 'server_error' : 'invalid_request_error', param: rec.stream ? 'stream' : null, code: null } });
+    }
+    return json(200, completionFor(rec.body));
+  });
+}
+
+const NO_BREAKER = { failures: 1000, cooldown: '1s' }; // every provider has one (default 5 failures)
+
+const ctx = useSluice(async (up) => {
+  upB = await startFakeUpstream();
+  front = await startStreamRefuser();
+  az = await startFakeAzure();
+  const dead = await closedPort();
+  const oai = (port, extra = {}) => ({ type: 'openai', base_url: `http://127.0.0.1:${port}/v1`, api_key: UPSTREAM_KEY, breaker: NO_BREAKER, ...extra });
+  const azure = { type: 'azure', base_url: az.baseURL, api_key: AZURE_KEY, breaker: NO_BREAKER };
+  const cfg = baseConfig({
+    upstreamPort: up.port, workers: 1, star: false,
+    // first_byte shorter than keepalive: a timed-out first attempt sent nothing to the client.
+    timeouts: { first_byte: '400ms', keepalive: '5s', idle: '2s' },
+  });
+  cfg.retry = { backoff: '100ms', max_backoff: '400ms', max_retry_after: '1500ms' };
+  cfg.providers = {
+    ...cfg.providers,
+    a500: oai(up.port), a500p: oai(up.port), a429: oai(up.port), ahang: oai(up.port), a400: oai(up.port),
+    adrop: oai(up.port), dead: oai(dead), b: oai(upB.port),
+    az429: azure, az429cap: azure, azns: azure,
+    brk: oai(up.port, { breaker: { failures: 3, cooldown: '1s' } }), fbk: oai(upB.port),
+    brk2: oai(up.port, { breaker: { failures: 2, cooldown: '500ms' } }),
+    refuser: { type: 'openai', base_url: `http://127.0.0.1:${front.port}/v1`, api_key: UPSTREAM_KEY, breaker: NO_BREAKER },
+  };
+  cfg.models = {
+    ...cfg.models,
+    'fb500-*': [{ provider: 'a500', model: 'status-500', retries: 1 }, { provider: 'b' }],
+    'fb500p-*': [{ provider: 'a500p', model: 'status-500', retries: 1 }, { provider: 'b' }],
+    'fb429-*': [{ provider: 'a429', model: 'status-429', retries: 0 }, { provider: 'b' }],
+    'fbra-*': [{ provider: 'az429', model: 'status-429:1', retries: 1 }, { provider: 'b' }],
+    'fbracap-*': [{ provider: 'az429cap', model: 'status-429:30', retries: 1 }, { provider: 'b' }],
+    'fbhang-*': [{ provider: 'ahang', model: 'hang', retries: 1 }, { provider: 'b' }],
+    'fbdead-*': [{ provider: 'dead', retries: 1 }, { provider: 'b' }],
+    'fb400-*': [{ provider: 'a400', model: 'status-400', retries: 1 }, { provider: 'b' }],
+    'fbdrop-*': [{ provider: 'adrop', model: 'drop-mid:2', retries: 1 }, { provider: 'b' }],
+    // breaker: the client's model picks A's scenario (status-500 fails, chunks* succeed)
+    'status-*': [{ provider: 'brk', retries: 0 }, { provider: 'fbk', model: 'ok' }],
+    'chunks*': [{ provider: 'brk', retries: 0 }, { provider: 'fbk', model: 'ok' }],
+    'slow-*': [{ provider: 'brk', retries: 0 }, { provider: 'fbk', model: 'ok' }],
+    'solo-*': [{ provider: 'brk', retries: 0 }],
+    'b2fail-*': [{ provider: 'brk2', model: 'status-500', retries: 0 }, { provider: 'fbk', model: 'ok' }],
+    'b2ok-*': [{ provider: 'brk2', retries: 0 }, { provider: 'fbk', model: 'ok' }],
+    // stream → non-stream
+    'ns-*': [{ provider: 'refuser', retries: 0, fallback_to_non_stream: true }],
+    'nsoff-*': [{ provider: 'refuser', retries: 0 }],
+    'azns-*': [{ provider: 'azns', model: 'nostream-400', retries: 0, fallback_to_non_stream: true }],
+  };
+  return cfg;
+});
+
+const url = () => `${ctx.sl.url}/v1/chat/completions`;
+const post = (body, headers = {}) => request(ctx.sl.url, { method: 'POST', path: '/v1/chat/completions', body, headers });
+const byRid = (srv, rid) => srv.requests.filter((r) => r.headers['x-request-id'] === rid);
+const logLine = (rid) => ctx.sl.waitForLog((l) => l.request_id === rid, 3000, `the access-log line of ${rid}`);
+const attempts = (line) => {
+  assert.ok(Array.isArray(line.attempts), `the access-log line has no "attempts" array: ${JSON.stringify(line)}`);
+  return line.attempts.map((a) => ({ provider: a.provider, status: a.status }));
+};
+
+/* Streams body with X-Request-Id rid; resolves with the finished stream and its duration. */
+async function streamTimed(body, rid, timeoutMs = 8000) {
+  const t0 = performance.now();
+  const s = await openStream(url(), body, { headers: { 'x-request-id': rid } }).finished(timeoutMs);
+  return { s, ms: performance.now() - t0 };
+}
+
+/* The stream came from B alone and is byte-exact. */
+function assertFromB(s, body, rid) {
+  assert.equal(s.status, 200, `status ${s.status}: ${s.text().slice(0, 300)}`);
+  assertStreamHeaders(s.headers);
+  assert.equal(s.body(), expectedClientStream(body), 'the client must get exactly the second target\'s stream');
+  assert.equal(byRid(upB, rid).length, 1, 'B answered once');
+}
+
+describe('fallback to the next target before anything was sent', { timeout: 60_000 }, () => {
+  test('500 from A: A retried once (backoff), then B; the client gets only B\'s stream; attempts logged', async () => {
+    const rid = uid('fb500');
+    const body = chat('fb500-x', rid, { stream: true });
+    const { s } = await streamTimed(body, rid);
+    assertFromB(s, body, rid);
+    const a = byRid(ctx.up, rid);
+    assert.deepEqual(a.map((r) => r.body?.model), ['status-500', 'status-500'], 'A: the first call and one retry');
+    const gap = a[1].t - a[0].t;
+    assert.ok(gap < 1000, `retry ${gap.toFixed(0)} ms after the failure (backoff 100ms, max 400ms)`);
+    assert.ok(byRid(upB, rid)[0].t >= a[1].t, 'B is called after A\'s retry');
+    const line = await logLine(rid);
+    assert.deepEqual(attempts(line), [{ provider: 'a500', status: 500 }, { provider: 'a500', status: 500 }, { provider: 'b', status: 200 }]);
+    assert.equal(line.status, 200);
+    assert.equal(line.provider, 'b');
+  });
+
+  test('500 from A, non-streaming: B\'s answer', async () => {
+    const rid = uid('fb500p');
+    const body = chat('fb500p-x', rid);
+    const r = await post(body, { 'x-request-id': rid });
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.deepEqual(r.json, completionFor(body));
+    assert.equal(byRid(ctx.up, rid).length, 2);
+    assert.equal(byRid(upB, rid).length, 1);
+    assert.deepEqual(attempts(await logLine(rid)), [{ provider: 'a500p', status: 500 }, { provider: 'a500p', status: 500 }, { provider: 'b', status: 200 }]);
+  });
+
+  test('429 from A (retries: 0): B at once, without waiting for A\'s Retry-After (7 s)', async () => {
+    const rid = uid('fb429');
+    const body = chat('fb429-x', rid, { stream: true });
+    const { s, ms } = await streamTimed(body, rid);
+    assertFromB(s, body, rid);
+    assert.ok(ms < 3000, `took ${ms.toFixed(0)} ms`);
+    assert.equal(byRid(ctx.up, rid).length, 1);
+    assert.deepEqual(attempts(await logLine(rid)), [{ provider: 'a429', status: 429 }, { provider: 'b', status: 200 }]);
+  });
+
+  test('429 with Retry-After: 1 → the retry waits ~1 s, then B', async () => {
+    const rid = uid('fbra');
+    const body = chat('fbra-x', rid, { stream: true });
+    const { s } = await streamTimed(body, rid);
+    assertFromB(s, body, rid);
+    const a = byRid(az, rid);
+    assert.equal(a.length, 2, 'the Azure target: first call and one retry');
+    const gap = a[1].t - a[0].t;
+    assert.ok(gap >= 900, `the retry came ${gap.toFixed(0)} ms after a 429 with Retry-After: 1`);
+    assert.ok(gap < 2500, `the retry came ${gap.toFixed(0)} ms after a 429 with Retry-After: 1`);
+    assert.deepEqual(attempts(await logLine(rid)), [{ provider: 'az429', status: 429 }, { provider: 'az429', status: 429 }, { provider: 'b', status: 200 }]);
+  });
+
+  test('429 with Retry-After: 30 > max_retry_after (1.5 s) → no 30 s wait; B answers', async () => {
+    const rid = uid('fbracap');
+    const body = chat('fbracap-x', rid, { stream: true });
+    const { s, ms } = await streamTimed(body, rid);
+    assertFromB(s, body, rid);
+    assert.ok(ms < 4000, `took ${ms.toFixed(0)} ms`);
+    const a = byRid(az, rid);
+    assert.ok(a.length >= 1 && a.length <= 2, `${a.length} Azure calls`);
+    if (a.length === 2) assert.ok(a[1].t - a[0].t < 2000, 'a retry waited longer than max_retry_after');
+  });
+
+  test('A never answers: first_byte timeout (400 ms) twice, A\'s sockets closed, then B', async () => {
+    const rid = uid('fbhang');
+    const body = chat('fbhang-x', rid, { stream: true });
+    const { s, ms } = await streamTimed(body, rid);
+    assertFromB(s, body, rid);
+    assert.ok(ms >= 750 && ms < 4000, `took ${ms.toFixed(0)} ms (2 × first_byte 400 ms + backoff)`);
+    const a = byRid(ctx.up, rid);
+    assert.equal(a.length, 2);
+    for (const r of a) assert.equal(r.closedEarly, true, 'sluice closes a timed-out attempt');
+    const att = attempts(await logLine(rid));
+    assert.deepEqual(att.map((x) => x.provider), ['ahang', 'ahang', 'b']);
+    assert.ok(att[0].status !== 200 && att[1].status !== 200, JSON.stringify(att));
+    assert.equal(att[2].status, 200);
+  });
+
+  test('A refuses the connection (closed port): retried, then B', async () => {
+    const rid = uid('fbdead');
+    const body = chat('fbdead-x', rid, { stream: true });
+    const { s } = await streamTimed(body, rid);
+    assertFromB(s, body, rid);
+    const att = attempts(await logLine(rid));
+    assert.deepEqual(att.map((x) => x.provider), ['dead', 'dead', 'b']);
+    assert.ok(att[0].status !== 200 && att[1].status !== 200, JSON.stringify(att));
+  });
+
+  test('400 from A is not retried: the client gets that 400, B is never called', async () => {
+    for (const stream of [true, false]) {
+      const rid = uid('fb400');
+      const r = await post(chat('fb400-x', rid, { stream }), { 'x-request-id': rid });
+      assertErrorBody(r, 400);
+      assert.equal(byRid(ctx.up, rid).length, 1, 'A called once');
+      assert.equal(byRid(upB, rid).length, 0, 'B must not be called');
+      const line = await logLine(rid);
+      assert.equal(line.status, 400);
+      if (line.attempts) assert.equal(line.attempts.length, 1, JSON.stringify(line.attempts));
+    }
+  });
+
+  test('A drops mid-stream after 2 chunks: an error event, no [DONE], B never called, A not retried', async () => {
+    const rid = uid('fbdrop');
+    const body = chat('fbdrop-x', rid, { stream: true });
+    const { s } = await streamTimed(body, rid);
+    assert.equal(s.status, 200);
+    assertErrorEnding(s, 'dropped stream');
+    assert.ok(s.body().startsWith(expectedPrefix({ ...body, model: 'drop-mid:2' })), `the chunks before the drop, exact:\n${s.body().slice(0, 600)}`);
+    await ctx.sl.waitForLog((l) => l.request_id === rid, 3000, 'the log line');
+    assert.equal(byRid(ctx.up, rid).length, 1, 'A must not be retried once output started');
+    assert.equal(byRid(upB, rid).length, 0, 'B must not be called once output started');
+  });
+});
+
+describe('circuit breaker (failures: 3, cooldown: 1s, one worker)', { timeout: 60_000 }, () => {
+  test('3 failures open it: skipped without a call, 503 when alone; after the cooldown one probe; success closes it', async () => {
+    // Three consecutive failures; each request still succeeds through fbk.
+    for (let i = 0; i < 3; i++) {
+      const rid = uid('brk-fail');
+      const r = await post(chat('status-500', rid), { 'x-request-id': rid });
+      assert.equal(r.status, 200, `failure ${i + 1}: ${r.status} ${r.text.slice(0, 200)}`);
+      assert.equal(byRid(ctx.up, rid).length, 1, `failure ${i + 1}: brk was called`);
+    }
+    const openedAt = performance.now();
+
+    // Open: brk is skipped, fbk answers; a route with only brk gets 503.
+    const rid4 = uid('brk-open');
+    const body4 = chat('chunks:2', rid4);
+    const r4 = await post(body4, { 'x-request-id': rid4 });
+    assert.equal(r4.status, 200, r4.text.slice(0, 200));
+    assert.equal(r4.json.choices[0].message.content, contentPieces({ ...body4, model: 'ok' }).join(''), 'fbk\'s answer');
+    assert.equal(byRid(upB, rid4).length, 1);
+    const rid5 = uid('brk-solo');
+    const r5 = await post(chat('solo-x', rid5, { stream: true }), { 'x-request-id': rid5 });
+    assertErrorBody(r5, 503);
+    const m = await scrape(ctx.sl.url);
+    if (m.status === 200) assert.equal(total(m.p, 'sluice_breaker_state', { provider: 'brk' }), 1, 'sluice_breaker_state{provider="brk"} while open');
+    assert.ok(performance.now() - openedAt < 900, 'the checks while open took too long for a 1 s cooldown');
+    assert.equal(byRid(ctx.up, rid4).length + byRid(ctx.up, rid5).length, 0, 'an open breaker must not call the provider');
+
+    // The cooldown is a timer in sluice: wait it out.
+    await sleep(Math.max(0, openedAt + 1150 - performance.now()));
+
+    // One probe goes through (its first byte comes after 300 ms, so a second request arrives
+    // while the probe has not succeeded yet)...
+    const rid6 = uid('brk-probe');
+    const body6 = chat('slow-first:300', rid6, { stream: true });
+    const probe = openStream(url(), body6, { headers: { 'x-request-id': rid6 } });
+    await ctx.up.waitForRequest((r) => r.headers['x-request-id'] === rid6, 3000, 0, 'the probe at brk');
+    const rid7 = uid('brk-during-probe');
+    const r7 = await post(chat('chunks:2', rid7), { 'x-request-id': rid7 });
+    assert.equal(r7.status, 200);
+    assert.equal(byRid(ctx.up, rid7).length, 0, 'half-open lets one probe through, not a second request');
+    assert.equal(byRid(upB, rid7).length, 1);
+    await probe.finished(5000);
+    assert.equal(probe.body(), expectedClientStream(body6), 'the probe\'s answer, byte for byte');
+
+    // ...and its success closes the breaker.
+    const rid8 = uid('brk-closed');
+    const body8 = chat('chunks:3', rid8);
+    const r8 = await post(body8, { 'x-request-id': rid8 });
+    assert.equal(r8.status, 200);
+    assert.equal(byRid(ctx.up, rid8).length, 1, 'a closed breaker calls the provider again');
+    assert.equal(r8.json.choices[0].message.content, contentPieces(body8).join(''));
+    const m2 = await scrape(ctx.sl.url);
+    if (m2.status === 200) assert.equal(total(m2.p, 'sluice_breaker_state', { provider: 'brk' }), 0, 'sluice_breaker_state{provider="brk"} once closed');
+  });
+
+  test('a failed probe opens the breaker again for another cooldown (failures: 2, cooldown: 500ms)', async () => {
+    const send = async (model, label) => {
+      const rid = uid(label);
+      const r = await post(chat(model, rid), { 'x-request-id': rid });
+      assert.equal(r.status, 200, `${label}: ${r.status} ${r.text.slice(0, 200)}`);
+      return byRid(ctx.up, rid).length;
+    };
+    assert.equal(await send('b2fail-x', 'b2-fail1'), 1);
+    assert.equal(await send('b2fail-x', 'b2-fail2'), 1);
+    const openedAt = performance.now();
+    assert.equal(await send('b2ok-x', 'b2-open'), 0, 'open: skipped');
+    await sleep(Math.max(0, openedAt + 600 - performance.now()));
+    assert.equal(await send('b2fail-x', 'b2-probe'), 1, 'after the cooldown the probe reaches the provider');
+    assert.equal(await send('b2ok-x', 'b2-reopened'), 0, 'the failed probe opened the breaker again');
+  });
+});
+
+describe('stream → non-stream fallback (fallback_to_non_stream: true)', { timeout: 60_000 }, () => {
+  /* The stream a client gets from a non-streaming answer: role, content, finish stop, [DONE]. */
+  function assertSynthesised(s, completion, { usage = null } = {}) {
+    assert.equal(s.status, 200, `status ${s.status}: ${s.text().slice(0, 300)}`);
+    assertStreamHeaders(s.headers);
+    assert.equal(s.ended, true);
+    const datas = s.dataEvents();
+    assert.equal(datas.at(-1)?.data, '[DONE]', `no [DONE]:\n${s.text().slice(-300)}`);
+    const chunks = datas.slice(0, -1).map((d) => d.json);
+    assert.ok(chunks.every((c) => c && c.object === 'chat.completion.chunk' && Array.isArray(c.choices) && !c.error), s.text().slice(0, 500));
+    const withChoices = chunks.filter((c) => c.choices.length);
+    assert.equal(withChoices[0].choices[0].delta.role, 'assistant');
+    assert.equal(withChoices.map((c) => c.choices[0].delta.content ?? '').join(''), completion.choices[0].message.content);
+    assert.equal(withChoices.at(-1).choices[0].finish_reason, completion.choices[0].finish_reason);
+    const empty = chunks.filter((c) => !c.choices.length);
+    if (usage) {
+      assert.equal(empty.length, 1);
+      assert.deepEqual(empty[0].usage && { prompt_tokens: empty[0].usage.prompt_tokens, completion_tokens: empty[0].usage.completion_tokens,
+        total_tokens: empty[0].usage.total_tokens }, usage);
+    } else {
+      assert.equal(empty.length, 0, 'a usage chunk nobody asked for');
+    }
+  }
+
+  for (const status of [400, 500]) {
+    test(`streaming refused with ${status} → retried without streaming; the client gets a whole SSE stream`, async () => {
+      const rid = uid(`ns${status}`);
+      const body = chat(`ns-${status}`, rid, { stream: true, stream_options: { include_usage: true } });
+      const { s } = await streamTimed(body, rid);
+      const calls = byRid(front, rid);
+      assert.deepEqual(calls.map((r) => r.body?.stream === true), [true, false], 'a streaming call, then a non-streaming one');
+      assert.ok(!('stream_options' in calls[1].body), 'stream_options on the non-streaming call');
+      const completion = completionFor(calls[1].body);
+      assertSynthesised(s, completion, { usage: usageFor(calls[1].body, contentPieces(calls[1].body).length) });
+    });
+  }
+
+  test('without fallback_to_non_stream the refusal goes to the client', async () => {
+    const rid = uid('nsoff');
+    const r = await post(chat('nsoff-400', rid, { stream: true }), { 'x-request-id': rid });
+    assertErrorBody(r, 400);
+    assert.equal(byRid(front, rid).length, 1);
+  });
+
+  test('when the non-streaming call fails too, the client gets that error', async () => {
+    const rid = uid('nsboth');
+    const r = await post(chat('ns-both-500', rid, { stream: true }), { 'x-request-id': rid });
+    assertErrorBody(r, 500);
+    assert.deepEqual(byRid(front, rid).map((x) => x.body?.stream === true), [true, false]);
+  });
+
+  test('Azure deployment that cannot stream → non-streaming retry, SSE to the client', async () => {
+    const rid = uid('azns');
+    const { s } = await streamTimed(chat('azns-x', rid, { stream: true }), rid);
+    const calls = byRid(az, rid);
+    assert.deepEqual(calls.map((r) => r.stream), [true, false]);
+    assertSynthesised(s, azureCompletion('nostream-400', calls[1].body));
+  });
+});
+
+ctx.testCleanExit();

@@ -1,0 +1,101 @@
+// SIGTERM: sluice stops accepting, lets in-flight streams finish (bounded by timeouts.drain),
+// and exits 0 (under ASan: with nothing leaked). Each test starts its own sluice.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startFakeUpstream, expectedClientStream } from './lib/fake-upstream.mjs';
+import { openStream } from './lib/sse.mjs';
+import { RawClient, formatRequest, connectRefused } from './lib/raw-http.mjs';
+import { startSluice, stopAndCheck, baseConfig, chat } from './lib/sluice.mjs';
+
+let up;
+const started = [];
+before(async () => { up = await startFakeUpstream(); });
+after(async () => {
+  for (const sl of started) if (!sl.exit) { sl.proc.kill('SIGKILL'); await sl.exited; }
+  await up?.close();
+});
+
+async function start(timeouts = {}) {
+  const sl = await startSluice({ config: baseConfig({ upstreamPort: up.port, timeouts }) });
+  started.push(sl);
+  return sl;
+}
+
+/* Polls (bounded) until a connect to port is refused. */
+async function refusedWithin(port, ms) {
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    if (await connectRefused(port, 300)) return performance.now();
+    await sleep(25);
+  }
+  return null;
+}
+
+/* Waits (bounded) for the process to exit; resolves with the time it did. */
+async function exitedWithin(sl, ms) {
+  let timer;
+  const r = await Promise.race([sl.exited.then(() => performance.now()), new Promise((res) => { timer = setTimeout(() => res(null), ms); })]);
+  clearTimeout(timer);
+  return r;
+}
+
+describe('SIGTERM', { timeout: 60_000 }, () => {
+  test('mid-stream: the stream completes with [DONE], new connections are refused, exit 0', async () => {
+    const sl = await start();
+    const body = chat('chunks:10:100', 'drain-me', { stream: true });
+    const s = openStream(`${sl.url}/v1/chat/completions`, body);
+    await s.waitFor((x) => x.events.some((e) => e.json?.choices?.[0]?.delta?.content), 3000, 'the first content chunk');
+    sl.proc.kill('SIGTERM');
+    const refusedAt = await refusedWithin(sl.port, 1500);
+    assert.ok(refusedAt !== null, 'sluice still accepts connections 1.5 s after SIGTERM');
+    await s.finished(5000);
+    assert.ok(refusedAt < s.closedAt, 'new connections must be refused while the stream is still running');
+    assert.equal(s.status, 200);
+    assert.equal(s.body(), expectedClientStream(body), 'the in-flight stream must finish intact');
+    assert.ok(s.text().endsWith('data: [DONE]\n\n'));
+    const exitAt = await exitedWithin(sl, 3000);
+    assert.ok(exitAt !== null, 'sluice did not exit within 3 s after its last stream ended');
+    await stopAndCheck(sl);
+  });
+
+  test('a stream longer than timeouts.drain is cut after drain, without [DONE], exit 0', async () => {
+    const sl = await start({ drain: '1s' });
+    const tag = 'too-long-to-drain';
+    const s = openStream(`${sl.url}/v1/chat/completions`, chat('chunks:100:100', tag, { stream: true }));
+    await s.waitFor((x) => x.events.some((e) => e.json?.choices?.[0]?.delta?.content), 3000, 'the first content chunk');
+    const termAt = performance.now();
+    sl.proc.kill('SIGTERM');
+    const exitAt = await exitedWithin(sl, 4000);
+    assert.ok(exitAt !== null, 'sluice did not exit within 4 s of SIGTERM (drain 1s)');
+    assert.ok(exitAt - termAt >= 800, `exited ${exitAt - termAt} ms after SIGTERM, before drain (1s) was over`);
+    await s.finished(2000);
+    assert.ok(!s.text().includes('data: [DONE]'), 'a stream cut by shutdown must not end with [DONE]');
+    const rec = await up.waitFor((rs) => rs.find((r) => r.body?.messages?.[0]?.content === tag && r.closed), 2000, 'upstream closed');
+    assert.equal(rec.closedEarly, true);
+    await stopAndCheck(sl);
+  });
+
+  test('an idle keep-alive connection does not hold up the exit', async () => {
+    const sl = await start();
+    const rc = await RawClient.connect(sl.port);
+    await rc.write(formatRequest({ method: 'GET', path: '/v1/models' }));
+    assert.equal((await rc.readResponse(3000)).status, 200);
+    const termAt = performance.now();
+    sl.proc.kill('SIGTERM');
+    const exitAt = await exitedWithin(sl, 4000);
+    rc.destroy();
+    assert.ok(exitAt !== null, 'an idle keep-alive connection kept sluice alive 4 s after SIGTERM');
+    assert.ok(exitAt - termAt < 2500, `exit took ${exitAt - termAt} ms`);
+    await stopAndCheck(sl);
+  });
+
+  test('with nothing in flight: exit 0 at once', async () => {
+    const sl = await start();
+    const termAt = performance.now();
+    const r = await stopAndCheck(sl);
+    assert.ok(performance.now() - termAt < 2000, 'exit took more than 2 s');
+    assert.equal(r.code, 0);
+  });
+});

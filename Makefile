@@ -3,8 +3,12 @@ PKGS    := libuv libcurl jansson yaml-0.1 libjwt sqlite3 libcrypto hiredis libpq
 CC      ?= cc
 OPT     ?= -O2
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Isrc -Ibuild/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lwslay -lpthread -lm
+# pkg-config runs once, when a recipe first needs it: by then `apt-deps` has installed the -dev
+# packages. Expanding it while make reads this file would see a bare machine without them.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
+CFLAGS  = -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Isrc -Ibuild/gen $(PKG_CFLAGS)
+LDLIBS  = $(PKG_LIBS) -lhttp_parser -lwslay -lpthread -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*/*.c))
@@ -18,18 +22,21 @@ UNIT    := $(wildcard tests/unit/test_*.c)
 REL     := build/release
 ASAN    := build/asan
 
-.PHONY: all deps run test unit integ asan asan-test bench bench-ops format lint clean check-format
+.PHONY: all deps apt-deps run test unit integ asan asan-test bench bench-ops format lint clean check-format
 
 all: $(REL)/sluice
 
 deps:
 	@scripts/deps.sh --npm
+# Every compile waits for the Debian packages (order-only: it never makes a rebuild).
+apt-deps:
+	@scripts/deps.sh
 
 # ---- builds: one object tree per flavour ----
-$(REL)/%.o: %.c
+$(REL)/%.o: %.c | apt-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
-$(ASAN)/%.o: %.c
+$(ASAN)/%.o: %.c | apt-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O1 $(SAN) -MMD -MP -c $< -o $@
 
@@ -39,12 +46,12 @@ $(ASAN)/libsluice.a: $(SRC:%.c=$(ASAN)/%.o) $(ASAN)/gen/web_assets.o
 	ar rcs $@ $^
 
 # ---- the embedded chat page ----
-$(GEN)/web_assets.c $(GEN)/web_assets.h &: $(WEB_IN)
+$(GEN)/web_assets.c $(GEN)/web_assets.h &: $(WEB_IN) | apt-deps
 	@[ -f web/node_modules/.stamp ] && [ ! web/package-lock.json -nt web/node_modules/.stamp ] || \
 	  (cd web && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.stamp)
 	node web/build.mjs
 	scripts/embed.sh web/dist $(GEN)/web_assets
-$(REL)/gen/web_assets.o $(ASAN)/gen/web_assets.o: $(GEN)/web_assets.c
+$(REL)/gen/web_assets.o $(ASAN)/gen/web_assets.o: $(GEN)/web_assets.c | apt-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(REL)/src/admin/web.o $(ASAN)/src/admin/web.o: $(GEN)/web_assets.h

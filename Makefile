@@ -16,6 +16,7 @@ SRC     := $(filter-out src/main.c,$(wildcard src/*/*.c))
 # included), scripts/embed.sh turns it into C arrays that src/admin/web.c serves.
 GEN     := build/gen
 WEB_IN  := $(wildcard web/*.html web/*.css web/*.js web/*.svg) web/build.mjs \
+           clients/js/src/sluice-client.js \
            web/package-lock.json scripts/embed.sh
 UNIT    := $(wildcard tests/unit/test_*.c)
 

@@ -16,7 +16,7 @@ const files = {
   'app.js': 'app.js',
   'style.css': 'style.css',
   'favicon.svg': 'favicon.svg',
-  'sluice-client.js': 'sluice-client.js',
+  'sluice-client.js': '../clients/js/src/sluice-client.js', /* the npm package's module, as is */
   'marked.min.js': 'node_modules/marked/lib/marked.umd.js',
   'purify.min.js': 'node_modules/dompurify/dist/purify.min.js',
 };

@@ -1,11 +1,11 @@
-// web/sluice-client.js in node (node 20 has fetch and web streams): its SSE parser against
+// clients/js/src/sluice-client.js in node (node 20 has fetch and web streams): its SSE parser against
 // every split of a tricky stream, its chunk decoding for each dialect, streamChat against a
 // real sluice (OpenAI and seed 003 endpoints, HTTP and in-stream errors), the useAIStream hook
 // (seed 003's contract) under a minimal React, and the copy sluice serves at /sluice-client.js.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { createSSEParser, parseChunk, streamChat, useAIStream, SluiceError } from '../../web/sluice-client.js';
+import { createSSEParser, parseChunk, streamChat, useAIStream, SluiceError } from '../../clients/js/src/sluice-client.js';
 import { useSluice } from '../integ/lib/sluice.mjs';
 import { browserConfig, mockAnswer } from './lib/config.mjs';
 import { renderHook } from './lib/mini-react.mjs';
@@ -180,11 +180,11 @@ describe('useAIStream (seed 003 contract)', { timeout: 30_000 }, () => {
   });
 });
 
-test('GET /sluice-client.js serves the embedded copy of web/sluice-client.js', async () => {
+test('GET /sluice-client.js serves the embedded copy of clients/js/src/sluice-client.js', async () => {
   const r = await fetch(url('/sluice-client.js'));
   assert.equal(r.status, 200);
   assert.equal(r.headers.get('content-type'), 'text/javascript; charset=utf-8');
-  assert.equal(await r.text(), fs.readFileSync(new URL('../../web/sluice-client.js', import.meta.url), 'utf8'));
+  assert.equal(await r.text(), fs.readFileSync(new URL('../../clients/js/src/sluice-client.js', import.meta.url), 'utf8'));
 });
 
 ctx.testCleanExit();

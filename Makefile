@@ -7,21 +7,24 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parame
 # packages. Expanding it while make reads this file would see a bare machine without them.
 PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
-CFLAGS  = -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Isrc -Ibuild/gen $(PKG_CFLAGS)
+CFLAGS  = -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Isrc -I$(GEN) $(PKG_CFLAGS)
 LDLIBS  = $(PKG_LIBS) -lhttp_parser -lwslay -lpthread -lm
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*/*.c))
 # The chat page is compiled in: web/build.mjs fills web/dist (npm's marked and DOMPurify
 # included), scripts/embed.sh turns it into C arrays that src/admin/web.c serves.
-GEN     := build/gen
+GEN     ?= build/gen
+# Where web/build.mjs assembles the page before embedding. Overriding REL, GEN and WEB_DIST
+# together gives a separate build tree (parallel builds of different work trees of the page).
+WEB_DIST ?= web/dist
 WEB_IN  := $(wildcard web/*.html web/*.css web/*.js web/*.svg) web/build.mjs \
            clients/js/src/sluice-client.js \
            web/package-lock.json scripts/embed.sh
 UNIT    := $(wildcard tests/unit/test_*.c)
 
-REL     := build/release
-ASAN    := build/asan
+REL     ?= build/release
+ASAN    ?= build/asan
 
 .PHONY: all deps apt-deps run test unit integ asan asan-test bench bench-ops format lint clean check-format
 
@@ -50,8 +53,8 @@ $(ASAN)/libsluice.a: $(SRC:%.c=$(ASAN)/%.o) $(ASAN)/gen/web_assets.o
 $(GEN)/web_assets.c $(GEN)/web_assets.h &: $(WEB_IN) | apt-deps
 	@[ -f web/node_modules/.stamp ] && [ ! web/package-lock.json -nt web/node_modules/.stamp ] || \
 	  (cd web && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.stamp)
-	node web/build.mjs
-	scripts/embed.sh web/dist $(GEN)/web_assets
+	node web/build.mjs $(WEB_DIST)
+	scripts/embed.sh $(WEB_DIST) $(GEN)/web_assets
 $(REL)/gen/web_assets.o $(ASAN)/gen/web_assets.o: $(GEN)/web_assets.c | apt-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.join(here, 'dist');
+const dist = path.resolve(process.argv[2] ?? path.join(here, 'dist')); /* node build.mjs [OUT_DIR] */
 
 /* dist name → source file */
 const files = {
@@ -46,4 +46,4 @@ out['index.html'] = html;
 fs.rmSync(dist, { recursive: true, force: true });
 fs.mkdirSync(dist, { recursive: true });
 for (const [name, text] of Object.entries(out)) fs.writeFileSync(path.join(dist, name), text);
-console.log(`web/build: ${Object.keys(out).length} files in web/dist`);
+console.log(`web/build: ${Object.keys(out).length} files in ${path.relative(process.cwd(), dist) || "."}`);

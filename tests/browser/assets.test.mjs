@@ -5,11 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { useSluice } from '../integ/lib/sluice.mjs';
 import { browserConfig } from './lib/config.mjs';
 
 const ctx = useSluice(() => browserConfig(null), { upstream: false });
-const DIST = new URL('../../web/dist/', import.meta.url);
+// The files the binary under test embedded (make's WEB_DIST when it was built elsewhere).
+const DIST = process.env.SLUICE_WEB_DIST ? new URL(`file://${path.resolve(process.env.SLUICE_WEB_DIST)}/`) : new URL('../../web/dist/', import.meta.url);
 const files = fs.readdirSync(DIST).filter((f) => !f.startsWith('.'));
 const hash = (b) => createHash('sha256').update(b).digest('hex').slice(0, 16);
 const get = (p, headers = {}) => fetch(`${ctx.sl.url}${p}`, { headers });

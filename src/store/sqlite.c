@@ -224,6 +224,25 @@ static int migrate(lite_t *q)
     return rc;
 }
 
+/*
+ * The schema and its migration, retried while another process creates the same file: two
+ * instances starting at once, or `sluice keys` beside them. The busy timeout does not cover
+ * this: switching to WAL, or upgrading the read lock a CREATE ... IF NOT EXISTS took, fails
+ * with SQLITE_BUSY at once when waiting could deadlock. Every step is idempotent.
+ */
+static int create_schema(lite_t *q)
+{
+    enum { RETRY_MS = 10 };
+    for (int waited = 0;; waited += RETRY_MS) {
+        int rc = sqlite3_exec(q->db, schema, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = migrate(q);
+        if (rc != SQLITE_BUSY || waited >= BUSY_TIMEOUT_MS)
+            return rc;
+        sqlite3_sleep(RETRY_MS);
+    }
+}
+
 static void lite_close(sl_db_t *db)
 {
     lite_t *q = (lite_t *)db;
@@ -675,9 +694,7 @@ int sl_db_open_sqlite(const char *path, sl_db_t **out, sl_buf_t *err)
     if (rc == SQLITE_OK)
         rc = sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(q->db, schema, NULL, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = migrate(q);
+        rc = create_schema(q);
     for (int i = 0; i < ST_COUNT && rc == SQLITE_OK; i++)
         rc =
             sqlite3_prepare_v3(q->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);

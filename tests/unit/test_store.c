@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "core/alloc.h"
+#include "store/db.h"
 #include "store/keys.h"
 #include "store/store.h"
 #include "store_cases.h"
@@ -423,6 +425,62 @@ static void test_start_names_the_path_it_cannot_open(void **state)
     sl_buf_dispose(&err);
 }
 
+/* Several processes (two sluice instances, `sluice keys`) may create the same new file at
+ * once: each must wait for the others' schema and open it, never fail with "locked". */
+enum { OPENERS = 8 };
+typedef struct {
+    const char *path;
+    pthread_barrier_t *go;
+    int rc;
+    char err[256];
+} opener_t;
+
+static void *open_at_once(void *arg)
+{
+    opener_t *o = arg;
+    sl_buf_t err;
+    sl_buf_init(&err);
+    sl_db_t *db = NULL;
+    (void)pthread_barrier_wait(o->go); /* the serial thread's return value is irrelevant */
+    o->rc = sl_db_open_sqlite(o->path, &db, &err);
+    snprintf(o->err, sizeof o->err, "%s", err.len ? err.data : "");
+    if (db)
+        sl_db_close(db);
+    sl_buf_dispose(&err);
+    return NULL;
+}
+
+static void test_open_of_a_new_file_by_many_at_once_all_succeed(void **state)
+{
+    fx_t *fx = *state;
+    for (int round = 0; round < 5; round++) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/race%d.db", fx->dir, round);
+        pthread_barrier_t go;
+        assert_int_equal(pthread_barrier_init(&go, NULL, OPENERS), 0);
+        opener_t o[OPENERS];
+        pthread_t t[OPENERS];
+        for (int i = 0; i < OPENERS; i++) {
+            o[i] = (opener_t){.path = path, .go = &go};
+            assert_int_equal(pthread_create(&t[i], NULL, open_at_once, &o[i]), 0);
+        }
+        for (int i = 0; i < OPENERS; i++)
+            assert_int_equal(pthread_join(t[i], NULL), 0);
+        (void)pthread_barrier_destroy(&go); /* every waiter has passed it */
+        for (int i = 0; i < OPENERS; i++) {
+            if (o[i].rc != 0)
+                fail_msg("round %d opener %d: %s", round, i, o[i].err);
+        }
+        assert_int_equal(sql_int(path, "PRAGMA user_version"), 1);
+        static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+            char p[192];
+            snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
+            (void)unlink(p); /* some of them do not exist: that is fine */
+        }
+    }
+}
+
 int main(void)
 {
     json_set_alloc_funcs(sl_malloc_fn, sl_free);
@@ -451,6 +509,7 @@ int main(void)
         T(test_full_queue_drops_writes_and_refuses_queries),
         T(test_two_threads_post_concurrently_without_loss),
         T(test_start_names_the_path_it_cannot_open),
+        T(test_open_of_a_new_file_by_many_at_once_all_succeed),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

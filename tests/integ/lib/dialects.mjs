@@ -7,14 +7,13 @@ import assert from 'node:assert/strict';
 import { createHmac, sign as cryptoSign, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { before, after, test } from 'node:test';
 import WebSocket from 'ws';
 import { startFakeUpstream } from './fake-upstream.mjs';
-import { SSEParser, leadingComments } from './sse.mjs';
+import { openStream } from './sse.mjs';
 import { request } from './raw-http.mjs';
 import { baseConfig, startSluice, stopAndCheck, chat } from './sluice.mjs';
 
@@ -197,80 +196,10 @@ export const nowS = () => Math.floor(Date.now() / 1000);
 
 /* ---------------- SSE without a body (GET, as EventSource does) ---------------- */
 
-/*
- * A streaming request on a fresh connection, body optional (GET sends none, like a browser
- * EventSource). Same shape as sse.mjs openStream: status, headers, events (data events carry
- * .json and .id), dataEvents(), text(), waitFor(), destroy(), finished(), done.
- */
+/* A streaming request with the body optional (GET sends none, like a browser EventSource):
+ * sse.mjs openStream with an EventSource's headers. */
 export function openSSE(url, { method = 'GET', headers = {}, body } = {}) {
-  const u = new URL(url);
-  const em = new EventEmitter();
-  em.setMaxListeners(0);
-  const parser = new SSEParser();
-  const decoder = new TextDecoder('utf-8');
-  const parts = [];
-  const s = {
-    t0: performance.now(), status: null, headers: null, events: [], ended: false, aborted: false,
-    error: null, closedAt: null, destroyedAt: null,
-    raw: () => Buffer.concat(parts),
-    text: () => Buffer.concat(parts).toString('utf8'),
-    body: () => { const r = Buffer.concat(parts); return r.subarray(leadingComments(r)).toString('utf8'); },
-    dataEvents: () => s.events.filter((e) => e.type === 'data'),
-  };
-  const h = { accept: 'text/event-stream', 'cache-control': 'no-cache', ...headers };
-  let payload;
-  if (body !== undefined) {
-    payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
-    h['content-type'] ??= 'application/json';
-    h['content-length'] = Buffer.byteLength(payload);
-  }
-  const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, agent: false, headers: h });
-  let finish;
-  s.done = new Promise((resolve) => { finish = () => { s.closedAt ??= performance.now(); em.emit('change'); resolve(s); }; });
-  req.on('response', (res) => {
-    s.status = res.statusCode;
-    s.headers = res.headers;
-    em.emit('change');
-    res.on('data', (d) => {
-      parts.push(d);
-      const t = performance.now();
-      for (const ev of parser.feed(decoder.decode(d, { stream: true }))) {
-        ev.t = t;
-        if (ev.type === 'data') { try { ev.json = JSON.parse(ev.data); } catch { ev.json = undefined; } }
-        s.events.push(ev);
-      }
-      em.emit('change');
-    });
-    res.on('end', () => { s.ended = true; });
-    res.on('aborted', () => { s.aborted = true; });
-    res.on('error', (e) => { s.error ??= e; s.aborted = true; });
-    res.on('close', finish);
-  });
-  req.on('error', (e) => { s.error ??= e; finish(); });
-  req.end(payload);
-  s.waitFor = (pred, timeoutMs = 3000, label = 'stream condition') => new Promise((resolve, reject) => {
-    const check = () => {
-      const v = pred(s);
-      if (v) { done(); resolve(v); return true; }
-      if (s.closedAt !== null) { done(); reject(new Error(`stream closed before ${label} (status ${s.status}, body ${JSON.stringify(s.text().slice(0, 300))})`)); return true; }
-      return false;
-    };
-    const timer = setTimeout(() => { done(); reject(new Error(`timed out after ${timeoutMs} ms waiting for ${label} (status ${s.status}, body ${JSON.stringify(s.text().slice(0, 300))})`)); }, timeoutMs);
-    const done = () => { clearTimeout(timer); em.off('change', check); };
-    if (!check()) em.on('change', check);
-  });
-  s.destroy = () => { s.destroyedAt ??= performance.now(); req.destroy(); };
-  s.finished = async (timeoutMs = 8000) => {
-    try {
-      await s.waitFor((x) => x.closedAt !== null, timeoutMs, 'the end of the response');
-    } catch (e) {
-      s.destroy();
-      await s.done;
-      throw e;
-    }
-    return s;
-  };
-  return s;
+  return openStream(url, body, { method, headers: { 'cache-control': 'no-cache', ...headers } });
 }
 
 /* The JSON payloads of a stream's data events; fails on a data line that is not JSON. */

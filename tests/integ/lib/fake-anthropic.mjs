@@ -39,7 +39,8 @@
 // the final, cumulative count, as the real API does).
 import { createHash } from 'node:crypto';
 import { TOOL_CALLS } from './fake-upstream.mjs';
-import { startScriptedServer, lastUserText } from './fake-azure.mjs';
+import { lastUserText } from './fake-azure.mjs';
+import { startScriptedServer } from './scripted-server.mjs';
 
 export const ANTHROPIC_KEY = 'sk-ant-fake-0a1b2c3d4e5f';
 export const ANTHROPIC_VERSION = '2023-06-01';

@@ -30,11 +30,8 @@
 //
 // Every request is logged (see Record below); waitFor() lets tests wait on a condition instead
 // of sleeping.
-import http from 'node:http';
 import { createHash } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { startScriptedServer } from './scripted-server.mjs';
 
 export const CREATED = 1700000000;
 export const FINGERPRINT = 'fp_fake';
@@ -270,134 +267,21 @@ function planFor(body, reqInfo) {
 }
 
 /*
- * Record (one per request):
- *   seq, t (performance.now() when the head arrived), method, url, headers, rawBody (Buffer),
- *   body (parsed JSON or null), bodyComplete, scenario, stream,
- *   headersSentAt, bytesWritten, finished (upstream wrote the whole answer), finishedAt,
- *   dropped (upstream destroyed the socket on purpose), closed, closedAt,
- *   closedEarly (the peer — sluice — closed before the upstream finished writing).
+ * The fake on scripted-server.mjs, whose request record (see there) gains: scenario (from the
+ * model name) and stream (the request asked for one). Any route but POST …/chat/completions
+ * is a 404 in OpenAI's error shape.
  */
 export async function startFakeUpstream() {
-  const events = new EventEmitter();
-  events.setMaxListeners(0);
-  const requests = [];
-  const changed = () => events.emit('change');
-
-  const server = http.createServer({ keepAliveTimeout: 10000, noDelay: true }, (req, res) => {
-    const rec = {
-      seq: requests.length, t: performance.now(), method: req.method, url: req.url,
-      headers: req.headers, rawBody: Buffer.alloc(0), body: null, bodyComplete: false,
-      scenario: null, stream: false, headersSentAt: null, bytesWritten: 0, finished: false,
-      finishedAt: null, dropped: false, closed: false, closedAt: null, closedEarly: false,
-    };
-    requests.push(rec);
-    const ac = new AbortController();
-    const parts = [];
-    res.on('close', () => {
-      rec.closed = true;
-      rec.closedAt = performance.now();
-      rec.closedEarly = !rec.finished && !rec.dropped;
-      ac.abort();
-      changed();
-    });
-    req.on('data', (d) => { parts.push(d); rec.rawBody = Buffer.concat(parts); changed(); });
-    req.on('end', () => {
-      rec.bodyComplete = true;
-      try { rec.body = JSON.parse(rec.rawBody.toString('utf8')); } catch { rec.body = null; }
-      rec.scenario = parseScenario(rec.body?.model);
-      rec.stream = rec.body?.stream === true;
-      changed();
-      if (req.method !== 'POST' || !/\/chat\/completions$/.test(req.url.split('?')[0])) {
-        const text = JSON.stringify({ error: { message: 'fake upstream: no such route', type: 'invalid_request_error', param: null, code: null } });
-        res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-        res.end(text);
-        rec.finished = true;
-        return;
-      }
-      const reqInfo = { method: req.method, url: req.url, headers: req.headers, body: rec.body };
-      run(rec, res, planFor(rec.body, reqInfo), ac.signal).catch(() => {}).finally(changed);
-    });
-  });
-
-  async function run(rec, res, steps, signal) {
-    for (const step of steps) {
-      if (signal.aborted) return;
-      switch (step.kind) {
-        case 'sleep':
-          await sleep(step.ms, undefined, { signal });
-          break;
-        case 'head':
-          res.writeHead(step.status, step.headers);
-          res.flushHeaders();
-          rec.headersSentAt = performance.now();
-          break;
-        case 'write': {
-          // Wait until the bytes are handed to the kernel (or the peer is gone): honours
-          // backpressure, keeps rec.bytesWritten honest, and lets `destroy` follow a write.
-          await new Promise((resolve) => {
-            const done = () => { signal.removeEventListener('abort', done); resolve(); };
-            signal.addEventListener('abort', done);
-            res.write(step.data, done);
-          });
-          rec.bytesWritten += Buffer.byteLength(step.data);
-          changed();
-          break;
-        }
-        case 'end':
-          await new Promise((resolve) => res.end(resolve));
-          rec.finished = true;
-          rec.finishedAt = performance.now();
-          changed();
-          break;
-        case 'hang':
-          return;
-        case 'destroy':
-          rec.dropped = true;
-          res.socket?.destroy();
-          return;
-      }
+  const srv = await startScriptedServer((rec) => {
+    rec.scenario = parseScenario(rec.body?.model);
+    rec.stream = rec.body?.stream === true;
+    if (rec.method !== 'POST' || !/\/chat\/completions$/.test(rec.path)) {
+      const text = JSON.stringify({ error: { message: 'fake upstream: no such route', type: 'invalid_request_error', param: null, code: null } });
+      return [{ kind: 'head', status: 404, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
+        { kind: 'write', data: text }, { kind: 'end' }];
     }
-  }
-
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+    const reqInfo = { method: rec.method, url: rec.url, headers: rec.headers, body: rec.body };
+    return planFor(rec.body, reqInfo);
   });
-  const port = server.address().port;
-
-  function waitFor(pred, timeoutMs = 3000, label = 'condition') {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        let v;
-        try { v = pred(requests); } catch (e) { finish(); reject(e); return true; }
-        if (v) { finish(); resolve(v); return true; }
-        return false;
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`fake upstream: timed out after ${timeoutMs} ms waiting for ${label}` +
-          ` (${requests.length} requests: ${requests.map((r) => `${r.body?.model ?? '?'}${r.closed ? (r.closedEarly ? ' closed-early' : ' closed') : ''}${r.finished ? ' finished' : ''}`).join(', ')})`));
-      }, timeoutMs);
-      const finish = () => { clearTimeout(timer); events.off('change', check); };
-      if (!check()) events.on('change', check);
-    });
-  }
-
-  return {
-    port,
-    baseURL: `http://127.0.0.1:${port}/v1`,
-    requests,
-    count: () => requests.length,
-    last: () => requests[requests.length - 1],
-    /* Resolves with pred's truthy value, re-checked on every change; rejects after timeoutMs. */
-    waitFor,
-    /* The first request (from index `from` on) whose body satisfies pred, once it has fully arrived. */
-    waitForRequest(pred, timeoutMs = 3000, from = 0, label = 'a request') {
-      return waitFor((rs) => rs.slice(from).find((r) => r.bodyComplete && pred(r)), timeoutMs, label);
-    },
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
+  return { ...srv, baseURL: `http://127.0.0.1:${srv.port}/v1` };
 }

@@ -93,11 +93,16 @@ export function openStream(url, body, { headers = {}, method = 'POST' } = {}) {
     dataEvents: () => s.events.filter((e) => e.type === 'data'),
     comments: () => s.events.filter((e) => e.type === 'comment'),
   };
-  const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+  /* body undefined: no body at all (a GET, as a browser EventSource sends it). */
+  let payload;
+  const h = { accept: 'text/event-stream', ...headers };
+  if (body !== undefined) {
+    payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    h['content-type'] ??= 'application/json';
+    h['content-length'] = Buffer.byteLength(payload);
+  }
   const req = http.request({
-    host: u.hostname, port: u.port, path: u.pathname + u.search, method, agent: false,
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream',
-      'content-length': Buffer.byteLength(payload), ...headers },
+    host: u.hostname, port: u.port, path: u.pathname + u.search, method, agent: false, headers: h,
   });
   s.req = req;
   let finish;

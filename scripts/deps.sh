@@ -34,4 +34,9 @@ if [ "${1:-}" = "--npm" ]; then
     echo "deps: npm ci in web"
     (cd web && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.stamp)
   fi
+  # The JS client's tests: React, react-dom and jsdom for the hook, TypeScript for its types.
+  if [ ! -f clients/js/node_modules/.stamp ] || [ clients/js/package-lock.json -nt clients/js/node_modules/.stamp ]; then
+    echo "deps: npm ci in clients/js"
+    (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.stamp)
+  fi
 fi

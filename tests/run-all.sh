@@ -53,6 +53,7 @@ for dir in "$@"; do
     # files' HTTP answers (C code) under every build.
     if [ "$flavour" = release ]; then
       node_suite "$flavour/browser" 1 tests/browser/*.test.mjs
+      node_suite "$flavour/client" 1 clients/js/test/*.test.mjs
     else
       node_suite "$flavour/web" 1 tests/browser/assets.test.mjs
     fi

@@ -17,6 +17,9 @@ const files = {
   'style.css': 'style.css',
   'favicon.svg': 'favicon.svg',
   'sluice-client.js': '../clients/js/src/sluice-client.js', /* the npm package's module, as is */
+  'widget.js': 'widget.js', /* the embeddable widget (seed 001), loaded by other sites */
+  'widget-demo.html': 'widget-demo.html', /* a page showing the widget, at /widget-demo.html */
+  'widget.css': 'widget.css', /* the demo page's styles (the widget carries its own) */
   'marked.min.js': 'node_modules/marked/lib/marked.umd.js',
   'purify.min.js': 'node_modules/dompurify/dist/purify.min.js',
 };
@@ -38,8 +41,9 @@ for (const name of Object.keys(files)) if (name !== 'index.html') out[name] = re
 let html = read('index.html');
 html = html.replace(/\b(src|href)="([^"?#:]+)"/g, (m, attr, ref) =>
   out[ref] !== undefined ? `${attr}="${ref}?v=${hashOf(out[ref])}"` : m);
+const notOnPage = ['sluice-client.js', 'widget.js', 'widget-demo.html', 'widget.css'];
 for (const name of Object.keys(out)) {
-  if (name !== 'sluice-client.js' && !html.includes(`"${name}?v=`)) throw new Error(`web/build: index.html does not reference ${name}`);
+  if (!notOnPage.includes(name) && !html.includes(`"${name}?v=`)) throw new Error(`web/build: index.html does not reference ${name}`);
 }
 out['index.html'] = html;
 

@@ -25,7 +25,7 @@ static const asset_t assets[] = {
 #undef ASSET
 };
 
-/* The page may load only what sluice itself serves: no inline script, no other origin. */
+/* A page may load only what sluice itself serves: no inline script, no other origin. */
 #define PAGE_HEADERS                                                                               \
     "Content-Security-Policy: default-src 'self'; base-uri 'self'; form-action 'self'; "           \
     "frame-ancestors 'self'\r\n"                                                                   \
@@ -86,7 +86,8 @@ static void serve(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
                               NULL);
         return;
     }
-    bool page = strcmp(a->path, "/index.html") == 0;
+    /* Every HTML document (the chat page, the widget demo) gets the CSP and is revalidated. */
+    bool page = strncmp(a->type, "text/html", 9) == 0;
     sl_buf_t h;
     sl_buf_init(&h);
     sl_buf_printf(&h, "ETag: %s\r\nCache-Control: %s\r\nX-Content-Type-Options: nosniff\r\n",

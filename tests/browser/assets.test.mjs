@@ -18,7 +18,8 @@ const get = (p, headers = {}) => fetch(`${ctx.sl.url}${p}`, { headers });
 const TYPES = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml' };
 
 test('every file of web/dist is served byte for byte, with its type, ETag and nosniff', async () => {
-  assert.deepEqual(files.sort(), ['app.js', 'favicon.svg', 'index.html', 'marked.min.js', 'purify.min.js', 'sluice-client.js', 'style.css']);
+  assert.deepEqual(files.sort(), ['app.js', 'favicon.svg', 'index.html', 'marked.min.js', 'purify.min.js', 'sluice-client.js', 'style.css',
+    'widget-demo.html', 'widget.css', 'widget.js']);
   for (const f of files) {
     const want = fs.readFileSync(new URL(f, DIST));
     const r = await get(`/${f}`);
@@ -39,6 +40,22 @@ test('GET / is index.html, with a CSP that allows only sluice itself', async () 
   assert.match(csp, /^default-src 'self'(;|$)/);
   assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|\*/);
   assert.equal(r.headers.get('cache-control'), 'no-cache');
+});
+
+test('every HTML page (the widget demo too) carries the same CSP and is revalidated', async () => {
+  const pages = files.filter((f) => f.endsWith('.html'));
+  assert.ok(pages.length >= 2, `pages: ${pages}`);
+  const csp = (await get('/')).headers.get('content-security-policy');
+  for (const f of pages) {
+    const r = await get(`/${f}?v=${hash(fs.readFileSync(new URL(f, DIST)))}`);
+    assert.equal(r.status, 200, f);
+    assert.equal(r.headers.get('content-security-policy'), csp, f);
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer', f);
+    assert.equal(r.headers.get('cache-control'), 'no-cache', `${f}: a page is never cached as immutable`);
+  }
+  for (const f of files.filter((x) => !x.endsWith('.html'))) {
+    assert.equal((await get(`/${f}`)).headers.get('content-security-policy'), null, `${f} is not a page`);
+  }
 });
 
 test('index.html loads only local files, each as name?v=<hash of its bytes>', () => {

@@ -1,5 +1,6 @@
-/* The upstream transfer every HTTP provider runs on: curl easy on the worker's multi, SSE or
- * whole-body reading, deadlines, backpressure, errors. */
+/* The upstream transfer every HTTP provider runs on, independent of the transport that moves
+ * its bytes (xfer_transport.h): deadlines, backpressure, SSE or whole-body reading, error
+ * mapping, exactly one terminal event. */
 #include "upstream/xfer.h"
 
 #include <stdio.h>
@@ -9,28 +10,28 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
-#include "upstream/multi.h"
+#include "upstream/xfer_transport.h"
 
 #define MAX_ERROR_BODY ((size_t)64 * 1024)
 #define MAX_JSON_BODY  ((size_t)64 * 1024 * 1024)
 #define MAX_SSE_EVENT  ((size_t)16 * 1024 * 1024)
 
 struct sl_xfer {
-    CURL *easy;
-    struct curl_slist *headers;
-    sl_multi_t *multi;
-    uv_timer_t timer;        /* first_byte, then idle */
+    const sl_xfer_transport_t *tp;
+    void *t;                 /* owned: the transport's state; NULL once stopped */
+    uv_timer_t timer;        /* connect, first_byte, then idle */
     sl_upstream_call_t call; /* copy; req and request_id are cleared after start */
     const sl_xfer_decoder_t *dec;
     void *ud;
-    sl_buf_t reqbody;
     sl_buf_t body; /* error body, or the whole answer of a non-streaming call */
     sl_sse_parser_t sse;
+    double started;   /* uv_now() at start, for the connect and first-byte deadlines */
     double last_data; /* uv_now() of the last bytes, for the idle deadline checked lazily */
-    uint64_t first_byte_ms, idle_ms; /* copied: the config may be gone before we are */
+    uint64_t connect_ms, first_byte_ms, idle_ms; /* copied: the config may go before we do */
+    int status;
     int retry_after;
     bool stream;
-    bool got_body, paused, terminal, cancelled, finished;
+    bool connected, got_body, paused, terminal, cancelled, finished;
     bool aborted; /* stop reading (an error came in the stream) */
 };
 
@@ -39,7 +40,6 @@ static void free_xfer(uv_handle_t *h)
     sl_xfer_t *x = h->data;
     if (x->dec->free)
         x->dec->free(x->ud);
-    sl_buf_dispose(&x->reqbody);
     sl_buf_dispose(&x->body);
     sl_sse_parser_dispose(&x->sse);
     sl_free(x);
@@ -48,13 +48,11 @@ static void free_xfer(uv_handle_t *h)
 /* Stops the transfer and releases everything; x is freed once the timer has closed. */
 static void teardown(sl_xfer_t *x)
 {
-    if (x->easy) {
-        sl_multi_remove(x->multi, x->easy);
-        sl_multi_easy_done(x->multi, x->easy);
-        x->easy = NULL;
+    if (x->t) {
+        void *t = x->t;
+        x->t = NULL; /* first: stopping may not come back here */
+        x->tp->stop(t);
     }
-    curl_slist_free_all(x->headers);
-    x->headers = NULL;
     uv_timer_stop(&x->timer);
     if (!uv_is_closing((uv_handle_t *)&x->timer))
         uv_close((uv_handle_t *)&x->timer, free_xfer);
@@ -110,26 +108,55 @@ struct curl_slist *sl_xfer_header(struct curl_slist *h, const char *name, const 
 
 /* ---- deadlines ---- */
 
+static void on_deadline(uv_timer_t *t);
+
+/* One timer serves every deadline: it is armed for the nearest one, and on_deadline finds out
+ * which (if any) is due. */
+static void arm(sl_xfer_t *x)
+{
+    double now = (double)uv_now(x->timer.loop), due = -1;
+    if (x->got_body) {
+        due = x->idle_ms ? x->last_data + (double)x->idle_ms : -1;
+    } else {
+        if (x->first_byte_ms)
+            due = x->started + (double)x->first_byte_ms;
+        if (!x->connected && x->connect_ms) {
+            double c = x->started + (double)x->connect_ms;
+            due = due < 0 || c < due ? c : due;
+        }
+    }
+    if (due < 0 || x->paused) {
+        uv_timer_stop(&x->timer);
+        return;
+    }
+    uv_timer_start(&x->timer, on_deadline, due > now ? (uint64_t)(due - now) : 0, 0);
+}
+
 static void on_deadline(uv_timer_t *t)
 {
     sl_xfer_t *x = t->data;
-    uint64_t idle = x->idle_ms;
+    double now = (double)uv_now(t->loop);
     if (x->got_body) {
-        double quiet = (double)uv_now(t->loop) - x->last_data;
-        if (quiet + 1 < (double)idle) {
-            uv_timer_start(&x->timer, on_deadline, idle - (uint64_t)quiet, 0);
+        if (now - x->last_data + 1 < (double)x->idle_ms) {
+            arm(x); /* data came since the timer was set: the idle clock restarted */
             return;
         }
         sl_xfer_emit_error(x, 504, "timeout_error", "upstream_idle_timeout",
                            "the upstream provider stopped sending mid-response (idle timeout)");
-    } else {
+    } else if (!x->connected && x->connect_ms && now - x->started + 1 >= (double)x->connect_ms) {
+        sl_xfer_emit_error(x, 504, "timeout_error", "upstream_connect_timeout",
+                           "connecting to the upstream provider timed out");
+    } else if (x->first_byte_ms && now - x->started + 1 >= (double)x->first_byte_ms) {
         sl_xfer_emit_error(x, 504, "timeout_error", "upstream_timeout",
                            "the upstream provider did not answer in time (first byte timeout)");
+    } else {
+        arm(x);
+        return;
     }
     teardown(x);
 }
 
-/* ---- curl callbacks ---- */
+/* ---- what the transport reports ---- */
 
 static int on_sse_event(void *ud, const sl_sse_event_t *ev)
 {
@@ -138,62 +165,69 @@ static int on_sse_event(void *ud, const sl_sse_event_t *ev)
     return rc || x->terminal ? 1 : 0;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
+void sl_xfer_on_connected(sl_xfer_t *x)
 {
-    sl_xfer_t *x = ud;
-    size_t len = size * n;
-    if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
-        long secs = strtol(p + 12, NULL, 10);
-        x->retry_after = secs >= 0 && secs < 86400 ? (int)secs : x->retry_after;
-    }
-    return len;
+    x->connected = true; /* the timer stays set: it fires at most once more, harmlessly */
+}
+
+void sl_xfer_on_status(sl_xfer_t *x, int status)
+{
+    x->status = status;
+}
+
+void sl_xfer_on_header(sl_xfer_t *x, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (nlen != 11 || strncasecmp(name, "retry-after", 11) != 0)
+        return;
+    char num[16];
+    size_t n = vlen < sizeof num - 1 ? vlen : sizeof num - 1;
+    memcpy(num, value, n);
+    num[n] = '\0';
+    char *end;
+    long secs = strtol(num, &end, 10);
+    if (end != num && secs >= 0 && secs < 86400)
+        x->retry_after = (int)secs;
 }
 
 static void first_body_byte(sl_xfer_t *x)
 {
     x->got_body = true;
-    if (x->idle_ms)
-        uv_timer_start(&x->timer, on_deadline, x->idle_ms, 0);
-    else
-        uv_timer_stop(&x->timer);
+    x->connected = true;
+    arm(x);
 }
 
-static size_t on_data(char *p, size_t size, size_t n, void *ud)
+int sl_xfer_on_body(sl_xfer_t *x, const char *p, size_t len)
 {
-    sl_xfer_t *x = ud;
-    size_t len = size * n;
     if (x->cancelled || x->aborted)
-        return 0;
+        return SL_XFER_STOP;
     if (x->terminal) /* after the end marker read on: it keeps the connection reusable */
-        return len;
-    long status = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        return SL_XFER_TAKEN;
+    x->last_data = (double)uv_now(x->timer.loop); /* the loop's cached clock: no syscall */
     if (!x->got_body)
         first_body_byte(x);
-    x->last_data = (double)uv_now(x->timer.loop); /* the loop's cached clock: no syscall */
-    if (status >= 400 || !x->stream) {
-        size_t cap = status >= 400 ? MAX_ERROR_BODY : MAX_JSON_BODY;
+    if (x->status >= 400 || !x->stream) {
+        size_t cap = x->status >= 400 ? MAX_ERROR_BODY : MAX_JSON_BODY;
         if (x->body.len + len <= cap)
             sl_buf_append(&x->body, p, len);
-        return len;
+        return SL_XFER_TAKEN;
     }
     if (x->call.sink.congested(x->call.sink.ud)) {
-        /* Backpressure: curl keeps these bytes and hands them back after resume. */
+        /* Backpressure: the transport keeps these bytes and hands them back after resume. */
         x->paused = true;
         uv_timer_stop(&x->timer);
-        return CURL_WRITEFUNC_PAUSE;
+        return SL_XFER_PAUSE;
     }
     if (sl_sse_parser_feed(&x->sse, p, len, on_sse_event, x) == SL_ETOOBIG)
         sl_xfer_emit_error(x, 502, "server_error", "upstream_bad_stream",
                            "the upstream sent an event larger than sluice accepts");
-    return x->aborted ? 0 : len;
+    return x->aborted ? SL_XFER_STOP : SL_XFER_TAKEN;
 }
 
-static void finish_ok(sl_xfer_t *x, long status)
+static void finish_ok(sl_xfer_t *x)
 {
     const char *b = x->body.data ? x->body.data : "";
-    if (status >= 400)
-        x->dec->error(x, x->ud, (int)status, b, x->body.len, x->retry_after);
+    if (x->status >= 400)
+        x->dec->error(x, x->ud, x->status, b, x->body.len, x->retry_after);
     else if (!x->stream)
         x->dec->whole(x, x->ud, b, x->body.len);
     else if (x->dec->eof)
@@ -209,30 +243,54 @@ static void finish_ok(sl_xfer_t *x, long status)
     }
 }
 
-static void on_done(void *ud, CURLcode res)
+void sl_xfer_on_done(sl_xfer_t *x, sl_xfer_result_t res, const char *detail)
 {
-    sl_xfer_t *x = ud;
-    long status = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     if (x->terminal) {
         /* already told the client; nothing to add */
-    } else if (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST) {
+    } else if (res == SL_XFER_UNREACHABLE) {
         sl_xfer_emit_error(x, 502, "server_error", "upstream_unreachable",
                            "could not connect to the upstream provider");
-    } else if (res == CURLE_OPERATION_TIMEDOUT) {
+    } else if (res == SL_XFER_CONNECT_TIMEOUT) {
         sl_xfer_emit_error(x, 504, "timeout_error", "upstream_connect_timeout",
                            "connecting to the upstream provider timed out");
-    } else if (res != CURLE_OK) {
-        sl_log(SL_LOG_WARN, "upstream transfer failed: %s", curl_easy_strerror(res));
+    } else if (res != SL_XFER_OK) {
+        sl_log(SL_LOG_WARN, "upstream transfer failed (%s): %s", x->tp->name,
+               detail ? detail : "disconnected");
         sl_xfer_emit_error(x, 502, "server_error", "upstream_disconnected",
                            "the upstream provider closed the connection before finishing");
     } else {
-        finish_ok(x, status);
+        finish_ok(x);
     }
     teardown(x);
 }
 
 /* ---- start, cancel, resume ---- */
+
+/* SLUICE_UPSTREAM_CLIENT=curl keeps every upstream on libcurl (the built-in client is used only
+ * for the plain http:// URLs it can take: see h1.h). */
+static const sl_xfer_transport_t *const transports[] = {&sl_xfer_h1, &sl_xfer_curl};
+
+static int start_transport(sl_xfer_t *x, const sl_upstream_call_t *call, sl_xfer_req_t *req)
+{
+    sl_xfer_wire_t w = {
+        .url = req->url,
+        .headers = req->headers,
+        .body = req->body,
+        .connect_ms = call->cfg->connect_ms,
+        .loop = call->loop,
+        .multi = call->multi,
+    };
+    int rc = SL_EAGAIN;
+    for (size_t i = 0; rc == SL_EAGAIN && i < sizeof transports / sizeof *transports; i++) {
+        x->tp = transports[i];
+        rc = x->tp->start(x, &w, &x->t);
+    }
+    if (rc == 0) { /* taken */
+        req->headers = NULL;
+        sl_buf_init(&req->body);
+    }
+    return rc;
+}
 
 int sl_xfer_start(const sl_upstream_call_t *call, sl_xfer_req_t *req, const sl_xfer_decoder_t *dec,
                   void *ud, sl_xfer_t **out)
@@ -247,39 +305,16 @@ int sl_xfer_start(const sl_upstream_call_t *call, sl_xfer_req_t *req, const sl_x
     x->call.target = NULL;
     x->first_byte_ms = call->cfg->first_byte_ms;
     x->idle_ms = call->cfg->idle_ms;
-    x->multi = call->multi;
     x->dec = dec;
     x->stream = req->stream;
     x->retry_after = -1;
-    x->headers = req->headers;
-    x->reqbody = req->body;
-    req->headers = NULL;
-    sl_buf_init(&req->body);
     sl_sse_parser_init(&x->sse, MAX_SSE_EVENT);
     uv_timer_init(call->loop, &x->timer);
     x->timer.data = x;
-    x->headers = sl_xfer_header(x->headers, "Expect", ""); /* no 100-continue round trip */
-    x->headers = sl_xfer_header(x->headers, "X-Request-Id", call->request_id);
-
-    CURL *e = x->easy = sl_multi_easy(x->multi);
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->reqbody.data ? x->reqbody.data : "");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->reqbody.len);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    /* curl's receive buffer is held for the whole transfer: an idle stream would keep 16 KiB
-     * (the default) for the few hundred bytes an SSE chunk needs. 4 KiB keeps memory per open
-     * stream low; bigger answers just take more reads. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
-    /* 0 means "no timeout" in our config; never hand curl a 0 it would read differently. */
-    if (call->cfg->connect_ms)
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)call->cfg->connect_ms);
-    if (sl_multi_add(x->multi, e, on_done, x) != 0) {
+    x->started = (double)uv_now(call->loop);
+    req->headers = sl_xfer_header(req->headers, "Expect", ""); /* no 100-continue round trip */
+    req->headers = sl_xfer_header(req->headers, "X-Request-Id", call->request_id);
+    if (start_transport(x, call, req) != 0) {
         static const sl_xfer_decoder_t none = {0};
         x->dec = &none; /* ud stays the caller's */
         x->cancelled = true;
@@ -287,8 +322,9 @@ int sl_xfer_start(const sl_upstream_call_t *call, sl_xfer_req_t *req, const sl_x
         return SL_EINTERNAL;
     }
     x->ud = ud;
-    if (x->first_byte_ms)
-        uv_timer_start(&x->timer, on_deadline, x->first_byte_ms, 0);
+    if (x->tp->core_connect_deadline)
+        x->connect_ms = call->cfg->connect_ms;
+    arm(x);
     *out = x;
     return 0;
 }
@@ -303,12 +339,11 @@ void sl_xfer_cancel(void *xfer)
 void sl_xfer_resume(void *xfer)
 {
     sl_xfer_t *x = xfer;
-    if (!x->paused || !x->easy)
+    if (!x->paused || !x->t)
         return;
     x->paused = false;
     x->last_data = (double)uv_now(x->timer.loop);
-    if (x->idle_ms)
-        uv_timer_start(&x->timer, on_deadline, x->idle_ms, 0);
-    /* May call on_data right here with the bytes curl held back. */
-    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    arm(x);
+    /* May call sl_xfer_on_body right here with the bytes the transport held back. */
+    x->tp->resume(x->t);
 }

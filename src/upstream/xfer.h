@@ -1,9 +1,10 @@
-/* One upstream HTTP POST on the worker's curl multi, with what every HTTP provider needs:
- * first-byte and idle deadlines (no total one), backpressure (CURL_WRITEFUNC_PAUSE until the
- * client catches up), SSE framing of streamed answers, a bounded whole body otherwise, error
- * bodies with Retry-After, cancellation that closes the upstream connection at once, and
- * exactly one terminal event. A provider supplies the request and a decoder for its wire
- * format; the decoder turns it into canonical events with sl_xfer_emit. */
+/* One upstream HTTP POST (on libcurl or the built-in HTTP/1.1 client: xfer_transport.h), with
+ * what every HTTP provider needs: connect, first-byte and idle deadlines (no total one),
+ * backpressure (the transport stops reading until the client catches up), SSE framing of
+ * streamed answers, a bounded whole body otherwise, error bodies with Retry-After, cancellation
+ * that closes the upstream connection at once, and exactly one terminal event. A provider
+ * supplies the request and a decoder for its wire format; the decoder turns it into canonical
+ * events with sl_xfer_emit. */
 #ifndef SL_UPSTREAM_XFER_H
 #define SL_UPSTREAM_XFER_H
 #include <curl/curl.h>

@@ -1,0 +1,681 @@
+/* The built-in HTTP/1.1 client (h1.h): one request at a time per connection, http-parser for
+ * responses, a per-worker keep-alive pool keyed by address. It is only a transport: everything
+ * a response means (deadlines, SSE, caps, errors) is decided in xfer.c. */
+#include "upstream/h1.h"
+
+#include <http_parser.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "upstream/multi.h"
+#include "upstream/xfer_transport.h"
+
+#define IDLE_PER_HOST 256   /* idle connections kept per upstream address */
+#define IDLE_MAX_MS   30000 /* an idle connection older than this is closed by the sweep */
+#define SWEEP_MS      5000
+#define RBUF_SIZE     (64 * 1024)
+#define RBUF_SPARE    4096 /* when the shared buffer is in use (never in practice) */
+
+typedef struct h1_conn h1_conn_t;
+typedef struct h1_req h1_req_t;
+typedef struct h1_host h1_host_t;
+
+struct h1_host {
+    struct sockaddr_storage addr;
+    h1_conn_t *idle; /* owned: LIFO, so the warmest connection goes out first */
+    unsigned nidle;
+    h1_host_t *next;
+};
+
+struct sl_h1_pool {
+    uv_loop_t *loop; /* borrowed: the worker's */
+    uv_timer_t sweep;
+    h1_host_t *hosts; /* owned */
+    h1_req_t *active; /* weak: requests in flight (each unlinks itself), ended by close */
+    char *rbuf;       /* owned: one read buffer for every connection, lent per read */
+    unsigned handles; /* open uv handles (connections + sweep): memory goes at 0 */
+    bool rbuf_lent, closing;
+    sl_h1_env_t env; /* read once: proxy variables do not change under a running process */
+    sl_h1_stats_t stats;
+};
+
+struct h1_conn {
+    uv_tcp_t tcp;
+    http_parser parser;
+    sl_h1_pool_t *pool;     /* borrowed: freed only after every connection closed */
+    h1_host_t *host;        /* borrowed: lives as long as the pool */
+    h1_req_t *req;          /* weak: the request using it, cleared when it lets go; NULL if idle */
+    h1_conn_t *next, *prev; /* the host's idle list */
+    uint64_t idle_since;
+    unsigned writes; /* uv_write requests in flight */
+    bool reused, reading, closing;
+};
+
+struct h1_req {
+    sl_xfer_t *x;        /* borrowed: the transfer owns us and stops us before it goes */
+    sl_h1_pool_t *pool;  /* borrowed */
+    h1_host_t *host;     /* borrowed */
+    h1_conn_t *conn;     /* owned while attached */
+    sl_buf_t head, body; /* the request, kept until the response starts (to retry) */
+    sl_buf_t hdr;        /* the response header being read: name, then value */
+    size_t hdr_name;     /* length of the name in hdr */
+    sl_buf_t held;       /* body bytes the transfer paused on */
+    sl_buf_t pend;       /* raw response bytes not parsed yet (paused) */
+    h1_req_t *prev, *next;
+    int busy; /* inside our own processing: a stop is deferred to its end */
+    bool stopped, got_bytes, complete, keep_alive, paused, retried, in_value, refused;
+};
+
+static void finish(h1_req_t *r, sl_xfer_result_t res, const char *detail);
+static void conn_connect(h1_req_t *r);
+
+/* ---- connections ---- */
+
+static void maybe_free_pool(sl_h1_pool_t *p)
+{
+    if (!p->closing || p->handles)
+        return;
+    while (p->hosts) {
+        h1_host_t *h = p->hosts;
+        p->hosts = h->next;
+        sl_free(h);
+    }
+    sl_free(p->rbuf);
+    sl_free(p);
+}
+
+static void idle_unlink(h1_conn_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (c->host->idle == c)
+        c->host->idle = c->next;
+    else
+        return; /* not on the list */
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    c->host->nidle--;
+    c->pool->stats.idle--;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    h1_conn_t *c = h->data;
+    sl_h1_pool_t *p = c->pool;
+    h1_req_t *r = c->req;
+    sl_free(c);
+    p->handles--;
+    if (r) { /* closed under a request that is still waiting: a connect that failed at once */
+        r->conn = NULL;
+        finish(r, SL_XFER_UNREACHABLE, "connect failed");
+    }
+    maybe_free_pool(p);
+}
+
+static void conn_close(h1_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    idle_unlink(c);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    sl_h1_pool_t *p = ((h1_conn_t *)h->data)->pool;
+    if (p->rbuf_lent) {
+        *b = uv_buf_init(sl_malloc(RBUF_SPARE), RBUF_SPARE);
+        return;
+    }
+    /* Lazily, once per worker: an idle or open connection owns no read memory. */
+    if (!p->rbuf)
+        p->rbuf = sl_malloc(RBUF_SIZE);
+    p->rbuf_lent = true;
+    *b = uv_buf_init(p->rbuf, RBUF_SIZE);
+}
+
+static void conn_reading(h1_conn_t *c, bool on);
+
+static void on_sweep(uv_timer_t *t)
+{
+    sl_h1_pool_t *p = t->data;
+    uint64_t now = uv_now(p->loop);
+    for (h1_host_t *h = p->hosts; h; h = h->next)
+        for (h1_conn_t *c = h->idle, *next; c; c = next) {
+            next = c->next;
+            if (now - c->idle_since >= IDLE_MAX_MS)
+                conn_close(c);
+        }
+    if (!p->stats.idle)
+        uv_timer_stop(t);
+}
+
+/* A complete response left the connection clean: keep it for the next request. Idle
+ * connections stay read-watched, so a server that closes one is noticed (and it is dropped)
+ * without a syscall per request. */
+static void conn_pool(h1_conn_t *c)
+{
+    sl_h1_pool_t *p = c->pool;
+    h1_host_t *h = c->host;
+    if (p->closing || h->nidle >= IDLE_PER_HOST) {
+        conn_close(c);
+        return;
+    }
+    http_parser_init(&c->parser, HTTP_RESPONSE);
+    c->parser.data = NULL;
+    c->reused = true;
+    c->idle_since = uv_now(p->loop);
+    c->next = h->idle;
+    if (h->idle)
+        h->idle->prev = c;
+    h->idle = c;
+    h->nidle++;
+    p->stats.idle++;
+    conn_reading(c, true);
+    if (!uv_is_active((uv_handle_t *)&p->sweep))
+        uv_timer_start(&p->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+}
+
+/* ---- requests: parsing the response ---- */
+
+static void flush_header(h1_req_t *r, http_parser *hp)
+{
+    if (!r->in_value)
+        return;
+    r->in_value = false;
+    if (hp->status_code / 100 != 1) /* a 1xx's headers are not the answer's */
+        sl_xfer_on_header(r->x, r->hdr.data, r->hdr_name, r->hdr.data + r->hdr_name,
+                          r->hdr.len - r->hdr_name);
+    sl_buf_reset(&r->hdr);
+}
+
+static int on_header_field(http_parser *hp, const char *at, size_t n)
+{
+    h1_req_t *r = hp->data;
+    flush_header(r, hp);
+    sl_buf_append(&r->hdr, at, n);
+    return 0;
+}
+
+static int on_header_value(http_parser *hp, const char *at, size_t n)
+{
+    h1_req_t *r = hp->data;
+    if (!r->in_value) {
+        r->hdr_name = r->hdr.len;
+        r->in_value = true;
+    }
+    sl_buf_append(&r->hdr, at, n);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+    h1_req_t *r = hp->data;
+    flush_header(r, hp);
+    sl_buf_dispose(&r->hdr);
+    if (hp->status_code / 100 != 1)
+        sl_xfer_on_status(r->x, hp->status_code);
+    return 0;
+}
+
+static int on_body(http_parser *hp, const char *at, size_t n)
+{
+    h1_req_t *r = hp->data;
+    int a = sl_xfer_on_body(r->x, at, n);
+    if (r->stopped)
+        return 1;
+    if (a == SL_XFER_PAUSE) {
+        /* http-parser counts this piece as parsed: keep it ourselves, stop before the next. */
+        sl_buf_append(&r->held, at, n);
+        r->paused = true;
+        http_parser_pause(hp, 1);
+    } else if (a == SL_XFER_STOP) {
+        r->refused = true;
+        return 1;
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    h1_req_t *r = hp->data;
+    if (hp->status_code / 100 == 1)
+        return 0; /* an interim answer: the real one follows */
+    r->complete = true;
+    r->keep_alive = http_should_keep_alive(hp);
+    http_parser_pause(hp, 1); /* anything after the answer is not ours: it stays unparsed */
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void req_free(h1_req_t *r);
+
+/* Parses response bytes (len 0: the server closed). False when r is gone. */
+static bool req_feed(h1_req_t *r, const char *data, size_t len)
+{
+    http_parser *hp = &r->conn->parser;
+    r->busy++;
+    size_t n = http_parser_execute(hp, &settings, data, len);
+    r->busy--;
+    if (r->stopped) {
+        req_free(r);
+        return false;
+    }
+    enum http_errno e = HTTP_PARSER_ERRNO(hp);
+    if (e == HPE_PAUSED && n < len)
+        sl_buf_append(&r->pend, data + n, len - n);
+    if (r->complete) {
+        finish(r, SL_XFER_OK, NULL);
+        return false;
+    }
+    if (e == HPE_PAUSED) {
+        conn_reading(r->conn, false); /* the transfer paused: the socket buffers fill, the
+                                         upstream slows down; resume goes on */
+        return true;
+    }
+    if (e != HPE_OK || len == 0) {
+        finish(r, SL_XFER_DISCONNECTED,
+               r->refused ? "stopped reading"
+               : len == 0 ? "closed mid-response"
+                          : http_errno_description(e));
+        return false;
+    }
+    return true;
+}
+
+/* ---- requests: sending ---- */
+
+typedef struct h1_write {
+    uv_write_t w;
+    h1_conn_t *c; /* borrowed: a pending write's callback runs before the close callback */
+} h1_write_t;
+
+/* The response has begun: a retry is out, so the request's bytes can go. */
+static void release_request(h1_req_t *r)
+{
+    if (r->got_bytes && r->conn && !r->conn->writes) {
+        sl_buf_dispose(&r->head);
+        sl_buf_dispose(&r->body);
+    }
+}
+
+/* The connection failed (EOF, reset, write error). A reused connection that failed before any
+ * byte of the response is retried once on a fresh one, as curl does: the server closed it
+ * while it was idle, racing our request. */
+static void conn_failed(h1_req_t *r, int err)
+{
+    h1_conn_t *c = r->conn;
+    bool retry = !r->got_bytes && c->reused && !r->retried;
+    c->req = NULL;
+    r->conn = NULL;
+    conn_close(c);
+    if (retry) {
+        r->retried = true;
+        r->pool->stats.retries++;
+        conn_connect(r);
+        return;
+    }
+    finish(r, SL_XFER_DISCONNECTED, uv_strerror(err));
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    h1_write_t *hw = (h1_write_t *)w;
+    h1_conn_t *c = hw->c;
+    sl_free(hw);
+    c->writes--;
+    h1_req_t *r = c->req;
+    if (status == UV_ECANCELED || !r)
+        return;
+    if (status < 0 && !r->got_bytes)
+        conn_failed(r, status);
+    else
+        release_request(r); /* a failure after the response began: reading tells the rest */
+}
+
+/* One writev in the common case; uv_write only for what the socket did not take. */
+static void req_send(h1_req_t *r)
+{
+    h1_conn_t *c = r->conn;
+    uv_buf_t b[2] = {uv_buf_init(r->head.data, (unsigned)r->head.len),
+                     uv_buf_init(r->body.data ? r->body.data : "", (unsigned)r->body.len)};
+    unsigned nb = r->body.len ? 2 : 1;
+    r->pool->stats.requests++;
+    int n = uv_try_write((uv_stream_t *)&c->tcp, b, nb);
+    if (n == UV_EAGAIN)
+        n = 0;
+    if (n < 0) {
+        conn_failed(r, n);
+        return;
+    }
+    unsigned i = 0;
+    for (size_t left = (size_t)n; i < nb && left >= b[i].len; i++)
+        left -= b[i].len, n -= (int)b[i].len;
+    if (i == nb)
+        return;
+    b[i].base += n;
+    b[i].len -= (size_t)n;
+    h1_write_t *hw = sl_malloc(sizeof *hw);
+    hw->c = c;
+    int rc = uv_write(&hw->w, (uv_stream_t *)&c->tcp, b + i, nb - i, on_write);
+    if (rc != 0) {
+        sl_free(hw);
+        conn_failed(r, rc);
+        return;
+    }
+    c->writes++;
+}
+
+/* ---- reading ---- */
+
+static void conn_read(h1_conn_t *c, ssize_t n, const char *data)
+{
+    if (n == 0)
+        return;
+    h1_req_t *r = c->req;
+    if (!r) {
+        conn_close(c); /* idle: the server closed it (or sent what nobody asked for) */
+        return;
+    }
+    if (n == UV_EOF && r->got_bytes) {
+        (void)req_feed(r, NULL, 0); /* a body read until close ends here, others are cut */
+        return;
+    }
+    if (n < 0) {
+        conn_failed(r, (int)n);
+        return;
+    }
+    r->got_bytes = true;
+    release_request(r);
+    (void)req_feed(r, data, (size_t)n); /* r may be gone: nothing after this */
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    h1_conn_t *c = s->data;
+    sl_h1_pool_t *p = c->pool; /* outlives this call: freed in a close callback */
+    conn_read(c, n, b->base);
+    if (b->base == p->rbuf)
+        p->rbuf_lent = false;
+    else
+        sl_free(b->base);
+}
+
+static void conn_reading(h1_conn_t *c, bool on)
+{
+    if (c->reading == on || c->closing)
+        return;
+    c->reading = on;
+    if (on)
+        (void)uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    else
+        (void)uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+/* ---- connecting ---- */
+
+static void attach(h1_req_t *r, h1_conn_t *c)
+{
+    r->conn = c;
+    c->req = r;
+    c->parser.data = r;
+}
+
+static void on_connect(uv_connect_t *cr, int status)
+{
+    h1_conn_t *c = cr->data;
+    sl_free(cr);
+    if (status == UV_ECANCELED)
+        return; /* closed while connecting: the close callback follows */
+    h1_req_t *r = c->req;
+    if (!r) {
+        conn_close(c);
+        return;
+    }
+    if (status < 0) {
+        c->req = NULL;
+        r->conn = NULL;
+        conn_close(c);
+        finish(r, SL_XFER_UNREACHABLE, uv_strerror(status));
+        return;
+    }
+    sl_xfer_on_connected(r->x);
+    conn_reading(c, true);
+    req_send(r);
+}
+
+static void conn_connect(h1_req_t *r)
+{
+    sl_h1_pool_t *p = r->pool;
+    h1_conn_t *c = sl_calloc(1, sizeof *c);
+    c->pool = p;
+    c->host = r->host;
+    http_parser_init(&c->parser, HTTP_RESPONSE);
+    uv_tcp_init(p->loop, &c->tcp);
+    c->tcp.data = c;
+    p->handles++;
+    p->stats.connects++;
+    attach(r, c);
+    (void)uv_tcp_nodelay(&c->tcp, 1); /* applied when the socket is made (DESIGN §3.1) */
+    uv_connect_t *cr = sl_malloc(sizeof *cr);
+    cr->data = c;
+    int rc = uv_tcp_connect(cr, &c->tcp, (const struct sockaddr *)&r->host->addr, on_connect);
+    if (rc != 0) {
+        /* Reported from the close callback: never from inside start. */
+        sl_free(cr);
+        sl_log(SL_LOG_DEBUG, "upstream connect: %s", uv_strerror(rc));
+        conn_close(c);
+    }
+}
+
+/* ---- the transport ---- */
+
+static void finish(h1_req_t *r, sl_xfer_result_t res, const char *detail)
+{
+    /* The transfer stops us from in here (h1_stop): r is freed when this returns. */
+    sl_xfer_on_done(r->x, res, detail);
+}
+
+static void req_free(h1_req_t *r)
+{
+    h1_conn_t *c = r->conn;
+    if (c) {
+        c->req = NULL;
+        c->parser.data = NULL;
+        if (r->complete && r->keep_alive && !r->pend.len && !c->writes && !c->closing)
+            conn_pool(c);
+        else
+            conn_close(c); /* mid-response (a cancel) or unclean: never reused */
+    }
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        r->pool->active = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    sl_buf_dispose(&r->head);
+    sl_buf_dispose(&r->body);
+    sl_buf_dispose(&r->hdr);
+    sl_buf_dispose(&r->held);
+    sl_buf_dispose(&r->pend);
+    sl_free(r);
+}
+
+static void h1_stop(void *state)
+{
+    h1_req_t *r = state;
+    if (r->busy) {
+        r->stopped = true; /* inside our own processing: it frees r on the way out */
+        return;
+    }
+    req_free(r);
+}
+
+static void h1_resume(void *state)
+{
+    h1_req_t *r = state;
+    if (!r->paused || !r->conn)
+        return;
+    if (r->held.len) {
+        r->busy++;
+        int a = sl_xfer_on_body(r->x, r->held.data, r->held.len);
+        r->busy--;
+        if (r->stopped) {
+            req_free(r);
+            return;
+        }
+        if (a == SL_XFER_PAUSE)
+            return; /* still congested: keep holding */
+        if (a == SL_XFER_STOP) {
+            finish(r, SL_XFER_DISCONNECTED, "stopped reading");
+            return;
+        }
+        sl_buf_dispose(&r->held);
+    }
+    r->paused = false;
+    http_parser_pause(&r->conn->parser, 0);
+    if (r->pend.len) {
+        sl_buf_t in = r->pend;
+        sl_buf_init(&r->pend);
+        bool alive = req_feed(r, in.data, in.len);
+        sl_buf_dispose(&in);
+        if (!alive || r->paused)
+            return;
+    }
+    conn_reading(r->conn, true);
+}
+
+static h1_host_t *host_get(sl_h1_pool_t *p, const struct sockaddr_storage *a)
+{
+    for (h1_host_t *h = p->hosts; h; h = h->next) {
+        if (h->addr.ss_family != a->ss_family)
+            continue;
+        if (a->ss_family == AF_INET) {
+            const struct sockaddr_in *x = (const void *)&h->addr, *y = (const void *)a;
+            if (x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr)
+                return h;
+        } else {
+            const struct sockaddr_in6 *x = (const void *)&h->addr, *y = (const void *)a;
+            if (x->sin6_port == y->sin6_port &&
+                memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0)
+                return h;
+        }
+    }
+    h1_host_t *h = sl_calloc(1, sizeof *h);
+    h->addr = *a;
+    h->next = p->hosts;
+    p->hosts = h;
+    return h;
+}
+
+static void build_head(h1_req_t *r, const sl_h1_target_t *t, const struct curl_slist *hl)
+{
+    sl_buf_printf(&r->head, "POST %.*s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n",
+                  (int)t->path_len, t->path, t->host, r->body.len);
+    for (; hl; hl = hl->next) {
+        const char *colon = strchr(hl->data, ':');
+        if (!colon)
+            continue;
+        const char *v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (!*v)
+            continue; /* "Name:" is curl's way to leave a header out */
+        sl_buf_puts(&r->head, hl->data);
+        sl_buf_puts(&r->head, "\r\n");
+    }
+    sl_buf_puts(&r->head, "\r\n");
+}
+
+static int h1_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
+{
+    sl_h1_pool_t *p = sl_multi_h1(w->multi);
+    sl_h1_target_t t;
+    if (!p || p->closing || !sl_h1_eligible(w->url, &p->env, &t))
+        return SL_EAGAIN;
+    h1_req_t *r = sl_calloc(1, sizeof *r);
+    r->x = x;
+    r->pool = p;
+    r->host = host_get(p, &t.addr);
+    r->body = w->body; /* taken */
+    build_head(r, &t, w->headers);
+    curl_slist_free_all(w->headers); /* taken: they live on in head */
+    r->next = p->active;
+    if (p->active)
+        p->active->prev = r;
+    p->active = r;
+    *state = r;
+    h1_conn_t *c = r->host->idle;
+    if (!c) {
+        conn_connect(r);
+        return 0;
+    }
+    idle_unlink(c);
+    p->stats.reused++;
+    attach(r, c);
+    sl_xfer_on_connected(x);
+    req_send(r); /* a failure here retries on a fresh connection: nothing is reported yet */
+    return 0;
+}
+
+const sl_xfer_transport_t sl_xfer_h1 = {
+    .name = "builtin",
+    .core_connect_deadline = true,
+    .start = h1_start,
+    .stop = h1_stop,
+    .resume = h1_resume,
+};
+
+/* ---- the pool ---- */
+
+sl_h1_pool_t *sl_h1_pool_new(uv_loop_t *loop)
+{
+    sl_h1_pool_t *p = sl_calloc(1, sizeof *p);
+    p->loop = loop;
+    sl_h1_env_load(&p->env);
+    uv_timer_init(loop, &p->sweep);
+    p->sweep.data = p;
+    p->handles++;
+    return p;
+}
+
+static void on_sweep_closed(uv_handle_t *h)
+{
+    sl_h1_pool_t *p = h->data;
+    p->handles--;
+    maybe_free_pool(p);
+}
+
+void sl_h1_pool_close(sl_h1_pool_t *p)
+{
+    if (!p)
+        return;
+    p->closing = true;
+    /* A transfer can outlive its exchange (reading the last bytes after [DONE]): it hears
+     * that it was cut, as on any other end, and stops (which unlinks it). */
+    while (p->active) {
+        h1_req_t *r = p->active;
+        finish(r, SL_XFER_DISCONNECTED, "worker stopping");
+        SL_ASSERT(p->active != r);
+    }
+    for (h1_host_t *h = p->hosts; h; h = h->next)
+        while (h->idle)
+            conn_close(h->idle);
+    uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);
+}
+
+void sl_h1_pool_stats(const sl_h1_pool_t *p, sl_h1_stats_t *out)
+{
+    *out = p->stats;
+}

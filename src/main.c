@@ -22,8 +22,8 @@
 
 #define SLUICE_VERSION "0.1.0"
 
-static const sl_dialect_t *const dialects[] = {&sl_dialect_openai, &sl_dialect_chat,
-                                               &sl_dialect_monoai, &sl_dialect_aichat};
+static const sl_dialect_t *const dialects[] = {
+    &sl_dialect_openai, &sl_dialect_chat, &sl_dialect_monoai, &sl_dialect_aichat, &sl_dialect_rag};
 
 typedef struct app {
     sl_worker_t *workers;
@@ -176,6 +176,11 @@ int main(int argc, char **argv)
         return 1;
     }
     sl_buf_dispose(&err);
+    /* The rag corpus is indexed on the store thread, never on a worker (it is the first op in
+     * the queue, so the first request finds it done); a reload re-scans on the first rag
+     * request of the new config. */
+    if (cfg->dialects[SL_DIALECT_RAG].enabled && cfg->rag.corpus)
+        sl_store_rag_sync(store, cfg->rag.corpus, cfg->rag.generation);
     sl_router_t *router = build_router(cfg);
     app_t app = {0};
     sl_app_init(&app.shared, config_path, cfg, router, build_router);

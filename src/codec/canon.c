@@ -15,6 +15,8 @@ void sl_chat_req_dispose(sl_chat_req_t *r)
     sl_free(r->meta.user_message);
     sl_free(r->meta.tags);
     sl_free(r->meta.preset);
+    if (r->meta.ext_free)
+        r->meta.ext_free(r->meta.ext);
     memset(r, 0, sizeof *r);
 }
 

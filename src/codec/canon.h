@@ -32,6 +32,10 @@ typedef struct sl_chat_meta {
     char *tags;             /* owned; JSON object text recorded with usage, or NULL */
     char *preset;           /* owned; the named preset (monoai agent) answering, or NULL */
     sl_key_policy_t key;    /* the key's limits, when a key authenticated the request */
+    /* The dialect's own data for this exchange (rag: sources, phase timings), read back by its
+     * encoder through sl_relay_req; owned: ext_free(ext) runs when the request is disposed. */
+    void *ext;
+    void (*ext_free)(void *ext);
 } sl_chat_meta_t;
 
 /* The canonical request is an OpenAI Chat Completions body (the lingua franca every dialect

@@ -91,6 +91,7 @@ typedef enum sl_dialect_id {
     SL_DIALECT_CHAT,
     SL_DIALECT_MONOAI,
     SL_DIALECT_AICHAT,
+    SL_DIALECT_RAG,
     SL_DIALECT_COUNT,
 } sl_dialect_id_t;
 
@@ -103,6 +104,18 @@ typedef struct sl_dialect_cfg {
     sl_auth_mode_t auth;    /* resolved at load: never SL_AUTH_DEFAULT afterwards */
     unsigned history_turns; /* sessions: earlier turns sent upstream, default 20 */
 } sl_dialect_cfg_t;
+
+/* dialects.rag (seed 004): retrieval over a corpus of .md/.txt files, indexed into SQLite FTS5
+ * by the store thread (store/corpus.c). */
+typedef struct sl_rag_cfg {
+    char *corpus;          /* owned; directory, searched recursively; NULL = no corpus */
+    bool streaming;        /* the SSE endpoint's upstream call streams (default true) */
+    unsigned top_k;        /* passages sent upstream (default 4; a request may ask 1..20) */
+    uint64_t cache_ttl_ms; /* exact-question answer cache; 0 = off (the default) */
+    /* Distinct for every parsed config: the store thread re-scans the corpus (files whose
+     * mtime or size changed) the first time it sees a new one, i.e. after a reload. */
+    uint64_t generation;
+} sl_rag_cfg_t;
 
 /* A monoai agent (seed 002): a named preset. */
 typedef struct sl_agent_cfg {
@@ -165,6 +178,7 @@ typedef struct sl_config {
     size_t nallowed_users;
     char *user_validator_url;         /* owned; POST {"user_id"} → {"valid", "user_id"?} */
     uint64_t user_validator_cache_ms; /* users.cache: how long answers are kept (60 s; 0 = none) */
+    sl_rag_cfg_t rag;                 /* dialects.rag's own settings */
 
     char *sqlite_path;  /* owned; store.sqlite, default ./sluice.db */
     char *redis_url;    /* owned; store.redis: shared limits and budgets, NULL = local */
@@ -177,7 +191,7 @@ typedef struct sl_config {
     uint64_t cors_max_age_s; /* default 600 */
 } sl_config_t;
 
-/* The dialect names as configured ("openai", "chat", "monoai", "aichat"). */
+/* The dialect names as configured ("openai", "chat", "monoai", "aichat", "rag"). */
 extern const char *const sl_dialect_names[SL_DIALECT_COUNT];
 /* The agent called name, or NULL. */
 const sl_agent_cfg_t *sl_config_agent(const sl_config_t *c, const char *name);

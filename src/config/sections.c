@@ -6,11 +6,13 @@
 #include "core/alloc.h"
 
 const char *const sl_dialect_names[SL_DIALECT_COUNT] = {
-    [SL_DIALECT_OPENAI] = "openai",
-    [SL_DIALECT_CHAT] = "chat",
-    [SL_DIALECT_MONOAI] = "monoai",
-    [SL_DIALECT_AICHAT] = "aichat",
+    [SL_DIALECT_OPENAI] = "openai", [SL_DIALECT_CHAT] = "chat", [SL_DIALECT_MONOAI] = "monoai",
+    [SL_DIALECT_AICHAT] = "aichat", [SL_DIALECT_RAG] = "rag",
 };
+
+/* Hands each parsed config its own rag generation. The one process-wide counter in the config
+ * module: an id generator, never read back, so no reader can see a stale value. */
+static uint64_t rag_generations;
 
 void sl_cfgsec_defaults(sl_config_t *c)
 {
@@ -22,6 +24,9 @@ void sl_cfgsec_defaults(sl_config_t *c)
         d->history_turns = 20;
     }
     c->dialects[SL_DIALECT_CHAT].max_tokens = 1000; /* seed 000 */
+    c->rag.streaming = true;                        /* seed 004's STREAMING_RESPONSE default */
+    c->rag.top_k = 4;
+    c->rag.generation = __atomic_add_fetch(&rag_generations, 1, __ATOMIC_RELAXED);
     c->sqlite_path = sl_strdup("./sluice.db");
     c->cors_max_age_s = 600;
 }
@@ -44,6 +49,7 @@ void sl_cfgsec_free(sl_config_t *c)
         sl_free(c->allowed_users[i]);
     sl_free(c->allowed_users);
     sl_free(c->user_validator_url);
+    sl_free(c->rag.corpus);
     sl_free(c->sqlite_path);
     sl_free(c->redis_url);
     sl_free(c->postgres_url);
@@ -230,14 +236,41 @@ static int parse_users(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
     return rc;
 }
 
+/* ---- rag: corpus, streaming, top_k, cache_ttl ---- */
+
+static bool is_rag_key(const char *key)
+{
+    return !strcmp(key, "corpus") || !strcmp(key, "streaming") || !strcmp(key, "top_k") ||
+           !strcmp(key, "cache_ttl");
+}
+
+static int parse_rag_key(sl_ytree_t *t, const yaml_node_t *k, const yaml_node_t *f, sl_config_t *c)
+{
+    const char *key = sl_ytree_text(k);
+    uint64_t n = 0;
+    int rc = 0;
+    if (!strcmp(key, "corpus")) {
+        rc = replace_str(t, f, key, &c->rag.corpus);
+        if (rc == 0 && !c->rag.corpus[0])
+            rc = sl_ytree_error(t, f, "corpus: expected a directory of .md/.txt files");
+    } else if (!strcmp(key, "streaming")) {
+        rc = sl_cfgsec_bool(t, f, key, &c->rag.streaming);
+    } else if (!strcmp(key, "top_k") && (rc = sl_ytree_uint(t, f, key, 1, 20, &n)) == 0) {
+        c->rag.top_k = (unsigned)n;
+    } else if (!strcmp(key, "cache_ttl")) {
+        rc = sl_ytree_duration(t, f, key, &c->rag.cache_ttl_ms);
+    }
+    return rc;
+}
+
 /* ---- dialects ---- */
 
 static int parse_dialect(sl_ytree_t *t, sl_dialect_id_t id, const yaml_node_t *v, sl_config_t *c,
                          sl_cfgsec_ctx_t *ctx)
 {
-    static const char *const common[] = {"enabled",    "prefix", "model",         "system_prompt",
-                                         "max_tokens", "auth",   "history_turns", "agents",
-                                         "users",      NULL};
+    static const char *const common[] = {
+        "enabled", "prefix", "model",  "system_prompt", "max_tokens", "auth",      "history_turns",
+        "agents",  "users",  "corpus", "streaming",     "top_k",      "cache_ttl", NULL};
     sl_dialect_cfg_t *d = &c->dialects[id];
     int rc = sl_ytree_check_map(t, v, sl_dialect_names[id], common, NULL);
     for (yaml_node_pair_t *pr = rc == 0 ? v->data.mapping.pairs.start : NULL;
@@ -266,6 +299,10 @@ static int parse_dialect(sl_ytree_t *t, sl_dialect_id_t id, const yaml_node_t *v
             rc = parse_agents(t, f, c);
         else if (!strcmp(key, "users"))
             rc = parse_users(t, f, c);
+        else if (is_rag_key(key) && id != SL_DIALECT_RAG)
+            rc = sl_ytree_error(t, k, "%s: only the rag dialect has %s", key, key);
+        else if (is_rag_key(key))
+            rc = parse_rag_key(t, k, f, c);
         if (rc == 0 && !strcmp(key, "prefix") && d->prefix[0] &&
             (d->prefix[0] != '/' || d->prefix[strlen(d->prefix) - 1] == '/'))
             rc = sl_ytree_error(t, f,
@@ -277,9 +314,8 @@ static int parse_dialect(sl_ytree_t *t, sl_dialect_id_t id, const yaml_node_t *v
 
 int sl_cfgsec_dialects(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c, sl_cfgsec_ctx_t *ctx)
 {
-    static const char *const allowed[] = {"openai", "chat", "monoai", "aichat", NULL};
-    static const char *const later[] = {"rag", NULL};
-    int rc = sl_ytree_check_map(t, v, "dialects", allowed, later);
+    static const char *const allowed[] = {"openai", "chat", "monoai", "aichat", "rag", NULL};
+    int rc = sl_ytree_check_map(t, v, "dialects", allowed, NULL);
     for (int i = 0; rc == 0 && i < SL_DIALECT_COUNT; i++) {
         yaml_node_t *d = sl_ytree_get(t, v, sl_dialect_names[i]);
         if (d)

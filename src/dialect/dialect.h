@@ -20,5 +20,6 @@ extern const sl_dialect_t sl_dialect_openai;
 extern const sl_dialect_t sl_dialect_chat;
 extern const sl_dialect_t sl_dialect_monoai;
 extern const sl_dialect_t sl_dialect_aichat;
+extern const sl_dialect_t sl_dialect_rag;
 
 #endif

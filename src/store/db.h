@@ -66,6 +66,9 @@ typedef struct sl_db_ops {
     int (*key_insert)(sl_db_t *db, const sl_key_rec_t *k);
     /* *found is false when no key has that id. */
     int (*key_revoke)(sl_db_t *db, const char *id, bool *found);
+    /* The SQLite connection, for the rag corpus (store/corpus.c: FTS5); NULL in backends that
+     * are not SQLite, whose store opens store.sqlite beside them for the corpus. */
+    struct sqlite3 *(*sqlite)(sl_db_t *db);
 } sl_db_ops_t;
 
 /* Each backend's connection struct starts with this. Rows handed out through ops (*rows) are

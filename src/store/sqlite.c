@@ -666,6 +666,11 @@ static int lite_key_revoke(sl_db_t *db, const char *id, bool *found)
     return err;
 }
 
+static sqlite3 *lite_sqlite(sl_db_t *db)
+{
+    return ((lite_t *)db)->db;
+}
+
 static const sl_db_ops_t lite_ops = {
     .close = lite_close,
     .begin = lite_begin,
@@ -681,6 +686,7 @@ static const sl_db_ops_t lite_ops = {
     .spend_read = lite_spend_read,
     .key_insert = lite_key_insert,
     .key_revoke = lite_key_revoke,
+    .sqlite = lite_sqlite,
 };
 
 int sl_db_open_sqlite(const char *path, sl_db_t **out, sl_buf_t *err)

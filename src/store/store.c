@@ -11,11 +11,13 @@
  * the client's loop, the thread that cancels, so a cancelled op's callback can never run. */
 #include "store/store.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "store/corpus.h"
 #include "store/db.h"
 #include "store/keys.h"
 #include "store/keyset.h"
@@ -24,11 +26,22 @@
  * than one per row; sl_store_dropped keeps the exact count. */
 #define DROP_LOG_INTERVAL_MS 10000
 
-typedef enum { OP_USAGE, OP_APPEND, OP_LOAD, OP_STATS, OP_USAGE_QUERY } op_kind_t;
+typedef enum {
+    OP_USAGE,
+    OP_APPEND,
+    OP_LOAD,
+    OP_STATS,
+    OP_USAGE_QUERY,
+    OP_RAG_SYNC,  /* rag: bring the corpus index in line (a write) */
+    OP_RAG_QUERY, /* rag: cache, retrieval, rerank (a query) */
+    OP_RAG_PUT,   /* rag: keep an answer in the cache (a write) */
+} op_kind_t;
 
 struct sl_store_op {
     sl_store_op_t *next;  /* weak: link in whichever queue or batch holds the op */
-    sl_store_client_t *c; /* counted in c->refs until the op is freed */
+    sl_store_t *s;        /* borrowed: the store outlives its ops */
+    sl_store_client_t *c; /* counted in c->refs until the op is freed; NULL for an op posted
+                             without a client (sl_store_rag_sync), which never answers */
     op_kind_t kind;
     int cancelled; /* atomic: set on the client's loop; holders discard instead of answering */
     unsigned max_turns;
@@ -40,13 +53,17 @@ struct sl_store_op {
     sl_session_load_cb load_cb;
     sl_stats_cb stats_cb;
     sl_usage_query_cb usage_cb;
-    void *ud; /* borrowed: the caller's, handed back to its callback */
+    sl_rag_cb rag_cb;
+    sl_rag_query_t rag; /* strings point into text[] */
+    double t_posted;    /* sl_now_ms() when posted: the rag cache phase counts the wait */
+    void *ud;           /* borrowed: the caller's, handed back to its callback */
     /* Results, written by the store thread before the op is queued back. */
     int err;
     bool found;
     json_t *messages;      /* owned until handed to load_cb */
     sl_user_stats_t *rows; /* owned */
     sl_usage_sum_t *sums;  /* owned */
+    json_t *result;        /* owned until handed to rag_cb */
     size_t nrows;          /* of rows or sums */
     char text[];
 };
@@ -77,6 +94,11 @@ struct sl_store {
     bool keys_stale;            /* store thread only: the last refresh failed */
     uint64_t dropped;           /* atomic */
     int64_t next_log_ms;        /* atomic: when the next drop may be logged */
+    /* rag corpus: store thread only once started */
+    char *sqlite_path; /* owned; where the corpus lives when the backend is not SQLite */
+    sqlite3 *corpus;   /* the backend's connection (borrowed) or one of its own (owned) */
+    bool corpus_owned; /* corpus is ours to close */
+    uint64_t rag_gen;  /* the config generation whose corpus was last synced; 0 = none */
 };
 
 /* ---- ops and their lifetime ---- */
@@ -93,7 +115,8 @@ static void fifo_push(sl_store_op_t **head, sl_store_op_t **tail, sl_store_op_t 
 
 static bool is_query(const sl_store_op_t *op)
 {
-    return op->kind == OP_LOAD || op->kind == OP_STATS || op->kind == OP_USAGE_QUERY;
+    return op->kind == OP_LOAD || op->kind == OP_STATS || op->kind == OP_USAGE_QUERY ||
+           op->kind == OP_RAG_QUERY;
 }
 
 static bool is_cancelled(const sl_store_op_t *op)
@@ -122,7 +145,9 @@ static sl_store_op_t *op_new(sl_store_client_t *c, op_kind_t kind, size_t text_l
 {
     sl_store_op_t *op = sl_calloc(1, sizeof *op + text_len);
     op->c = c;
+    op->s = c->s;
     op->kind = kind;
+    op->t_posted = sl_now_ms();
     __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
     return op;
 }
@@ -140,7 +165,9 @@ static void op_free(sl_store_op_t *op)
     json_decref(op->messages);
     sl_free(op->rows);
     sl_free(op->sums);
-    client_unref(op->c);
+    json_decref(op->result);
+    if (op->c)
+        client_unref(op->c);
     sl_free(op);
 }
 
@@ -197,6 +224,12 @@ static void deliver(sl_store_op_t *op)
         op->usage_cb(op->ud, op->err, op->sums, op->nrows);
         return;
     }
+    if (op->kind == OP_RAG_QUERY) {
+        json_t *res = op->result ? op->result : json_object();
+        op->result = NULL;
+        op->rag_cb(op->ud, op->err, res);
+        return;
+    }
     /* The callee always gets an array to decref, even for a refused or failed load. */
     json_t *m = op->messages ? op->messages : json_array();
     op->messages = NULL;
@@ -225,7 +258,7 @@ static void on_replies(uv_async_t *a)
 
 static void post(sl_store_op_t *op)
 {
-    sl_store_t *s = op->c->s;
+    sl_store_t *s = op->s;
     bool answered = false;
     uv_mutex_lock(&s->mu);
     bool stopping = s->stopping;
@@ -323,7 +356,7 @@ sl_store_op_t *sl_store_user_stats(sl_store_client_t *c, const char *user_id, sl
 /* Answers a query with err without running it, on the client's loop like any answer. */
 static void refuse(sl_store_op_t *op, int err)
 {
-    sl_store_t *s = op->c->s;
+    sl_store_t *s = op->s;
     uv_mutex_lock(&s->mu);
     op->err = err;
     bool answered = reply_locked(op);
@@ -354,6 +387,43 @@ sl_store_op_t *sl_store_usage_query(sl_store_client_t *c, const sl_usage_query_t
     return op;
 }
 
+void sl_store_rag_sync(sl_store_t *s, const char *dir, uint64_t generation)
+{
+    sl_store_op_t *op = sl_calloc(1, sizeof *op + text_size(dir));
+    op->s = s;
+    op->kind = OP_RAG_SYNC;
+    char *at = op->text;
+    op->rag.corpus = copy_text(&at, dir);
+    op->rag.generation = generation;
+    post(op);
+}
+
+sl_store_op_t *sl_store_rag_query(sl_store_client_t *c, const sl_rag_query_t *q, sl_rag_cb cb,
+                                  void *ud)
+{
+    size_t len = text_size(q->corpus) + text_size(q->question) + text_size(q->cache_key);
+    sl_store_op_t *op = op_new(c, OP_RAG_QUERY, len);
+    char *at = op->text;
+    op->rag = *q;
+    op->rag.corpus = copy_text(&at, q->corpus);
+    op->rag.question = copy_text(&at, q->question);
+    op->rag.cache_key = copy_text(&at, q->cache_key);
+    op->rag_cb = cb;
+    op->ud = ud;
+    post(op);
+    return op;
+}
+
+void sl_store_rag_cache_put(sl_store_client_t *c, const char *key, const char *value)
+{
+    sl_store_op_t *op = op_new(c, OP_RAG_PUT, text_size(key) + text_size(value));
+    char *at = op->text;
+    op->rag.cache_key = copy_text(&at, key);
+    op->user_msg = copy_text(&at, value);
+    op->ts = sl_wall_s();
+    post(op);
+}
+
 void sl_store_op_cancel(sl_store_op_t *op)
 {
     if (op)
@@ -362,9 +432,113 @@ void sl_store_op_cancel(sl_store_op_t *op)
 
 /* ---- the store thread ---- */
 
-static int run_op(sl_db_t *db, sl_store_op_t *op)
+/* The corpus's SQLite connection, opened on first use: the backend's own when it is SQLite
+ * (the corpus writes then share the batch's transaction), else store.sqlite on its own. */
+static sqlite3 *corpus_db(sl_store_t *s, sl_buf_t *err)
+{
+    if (s->corpus)
+        return s->corpus;
+    sqlite3 *h = s->db->ops->sqlite ? s->db->ops->sqlite(s->db) : NULL;
+    if (!h) {
+        int rc =
+            sqlite3_open_v2(s->sqlite_path, &h,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_busy_timeout(h, 5000);
+        if (rc != SQLITE_OK) {
+            sl_buf_printf(err, "corpus database %s: %s", s->sqlite_path,
+                          h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
+            sqlite3_close(h);
+            return NULL;
+        }
+        s->corpus_owned = true;
+    }
+    if (sl_corpus_open(h, err) != 0) {
+        if (s->corpus_owned)
+            sqlite3_close(h);
+        s->corpus_owned = false;
+        return NULL;
+    }
+    return s->corpus = h;
+}
+
+/* Once per config generation (start, then after each reload that has rag traffic). A failure
+ * is logged and not retried until the next generation: a missing directory must not cost a
+ * scan per request. */
+static int rag_sync(sl_store_t *s, sqlite3 *db, const char *dir, uint64_t gen, sl_buf_t *err)
+{
+    if (!dir || gen == s->rag_gen)
+        return 0;
+    s->rag_gen = gen;
+    int rc = sl_corpus_sync(db, dir, err);
+    if (rc)
+        sl_log(SL_LOG_WARN, "rag: the corpus index was not updated: %s", err->data);
+    return rc;
+}
+
+/* Runs the rag phases before generation into op->result. */
+static int rag_query(sl_store_t *s, sqlite3 *db, sl_store_op_t *op, sl_buf_t *err)
+{
+    const sl_rag_query_t *q = &op->rag;
+    double t0 = sl_now_ms();
+    /* A corpus that cannot be synced is searched as it was indexed. */
+    (void)rag_sync(s, db, q->corpus, q->generation, err);
+    sl_buf_reset(err);
+    double t_sync = sl_now_ms() - t0;
+    json_t *res = json_object();
+    op->result = res;
+    char *hit = NULL;
+    double tc = sl_now_ms();
+    int rc = q->cache_key
+                 ? sl_corpus_cache_get(db, q->cache_key, sl_wall_s(), q->cache_ttl_s, &hit, err)
+                 : 0;
+    double cache_ms = (t0 - op->t_posted) + (sl_now_ms() - tc);
+    json_object_set_new(res, "cache_ms", json_real(cache_ms > 0 ? cache_ms : 0));
+    if (rc == 0 && hit) {
+        json_object_set_new(res, "cached", json_string(hit));
+        json_object_set_new(res, "retrieval_ms", json_real(0));
+        json_object_set_new(res, "rerank_ms", json_real(0));
+    } else if (rc == 0 && q->corpus) {
+        rc = sl_corpus_search(db, q->question, q->top_k, res, err);
+        json_t *r = json_object_get(res, "retrieval_ms");
+        json_object_set_new(res, "retrieval_ms", json_real(json_real_value(r) + t_sync));
+    } else if (rc == 0) {
+        json_object_set_new(res, "sources", json_array());
+        json_object_set_new(res, "retrieval_ms", json_real(0));
+        json_object_set_new(res, "rerank_ms", json_real(0));
+    }
+    sl_free(hit);
+    return rc;
+}
+
+static int run_rag(sl_store_t *s, sl_store_op_t *op)
+{
+    sl_buf_t err;
+    sl_buf_init(&err);
+    sqlite3 *db = corpus_db(s, &err);
+    int rc = db ? 0 : SL_EUNAVAIL;
+    if (db && op->kind == OP_RAG_SYNC)
+        rc = rag_sync(s, db, op->rag.corpus, op->rag.generation, &err);
+    else if (db && op->kind == OP_RAG_QUERY)
+        rc = op->err = rag_query(s, db, op, &err);
+    else if (db)
+        rc = sl_corpus_cache_put(db, op->rag.cache_key, op->user_msg, op->ts, &err);
+    if (rc && op->kind == OP_RAG_QUERY)
+        op->err = rc;
+    if (rc) /* what the batch's drop count logs */
+        snprintf(s->db->errmsg, sizeof s->db->errmsg, "%s", err.data ? err.data : "rag failed");
+    sl_buf_dispose(&err);
+    return rc;
+}
+
+static int run_op(sl_store_t *s, sl_db_t *db, sl_store_op_t *op)
 {
     switch (op->kind) {
+    case OP_RAG_SYNC:
+    case OP_RAG_QUERY:
+    case OP_RAG_PUT: return run_rag(s, op);
     case OP_USAGE: return db->ops->usage_insert(db, &op->rec);
     case OP_APPEND:
         return db->ops->session_append(db, op->session_id, op->owner, op->user_msg,
@@ -418,7 +592,7 @@ static void run_batch(sl_store_t *s, sl_store_op_t *batch)
     for (sl_store_op_t *op = batch; op; op = op->next) {
         if (is_query(op) ? is_cancelled(op) : !txn)
             continue;
-        int err = run_op(s->db, op);
+        int err = run_op(s, s->db, op);
         if (!err) {
             written += !is_query(op);
             continue;
@@ -572,6 +746,7 @@ int sl_store_start(const char *sqlite_path, const char *postgres_url, size_t que
     }
     sl_store_t *s = sl_calloc(1, sizeof *s);
     s->cap = queue_cap;
+    s->sqlite_path = sl_strdup(sqlite_path ? sqlite_path : "./sluice.db");
     int rc = sl_db_open(sqlite_path, postgres_url, &s->db, err);
     if (rc)
         goto out;
@@ -590,6 +765,7 @@ out:
     if (rc) {
         sl_keyset_unref(s->keys);
         sl_db_close(s->db);
+        sl_free(s->sqlite_path);
         sl_free(s);
         return rc;
     }
@@ -608,7 +784,10 @@ void sl_store_stop(sl_store_t *s)
     int rc = uv_thread_join(&s->thread);
     if (rc != 0)
         sl_log(SL_LOG_ERROR, "store: joining the store thread: %s", uv_strerror(rc));
+    if (s->corpus_owned)
+        sqlite3_close(s->corpus);
     sl_db_close(s->db);
+    sl_free(s->sqlite_path);
     sl_keyset_unref(s->keys);
     uint64_t dropped = sl_store_dropped(s);
     if (dropped > 0) /* the rate-limited log may have missed the last of them */

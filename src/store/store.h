@@ -101,6 +101,34 @@ typedef void (*sl_usage_query_cb)(void *ud, int err, const sl_usage_sum_t *rows,
 sl_store_op_t *sl_store_usage_query(sl_store_client_t *c, const sl_usage_query_t *q,
                                     sl_usage_query_cb cb, void *ud);
 
+/* ---- rag (seed 004): the corpus index and the answer cache (store/corpus.c) ----
+ * They live in SQLite whatever the backend: the store's own file, or with PostgreSQL the
+ * store.sqlite file beside it (the corpus is SQLite-only: FTS5). */
+
+/* Brings the index of corpus dir in line with the files (those whose mtime or size changed are
+ * read again), unless it was done for this config generation already. Fire and forget; any
+ * thread (main calls it at start, before the workers exist). */
+void sl_store_rag_sync(sl_store_t *s, const char *dir, uint64_t generation);
+
+typedef struct sl_rag_query {
+    const char *corpus; /* NULL: no corpus, the answer has no sources */
+    uint64_t generation;
+    const char *question;
+    unsigned top_k;
+    const char *cache_key; /* NULL: the answer cache is off */
+    int64_t cache_ttl_s;
+} sl_rag_query_t;
+/* The phases before generation, in order: sync the index if the generation is new, the answer
+ * cache, retrieval, rerank. result (owned by the callee of cb) is {"cached": "<the cached
+ * value>"} on a cache hit, else {"sources": [{id, title, path, score, snippet, text}]}; both
+ * with "cache_ms" (from the post, queue wait included), "retrieval_ms" (with any sync) and
+ * "rerank_ms". Strings of q are copied. */
+typedef void (*sl_rag_cb)(void *ud, int err, json_t *result);
+sl_store_op_t *sl_store_rag_query(sl_store_client_t *c, const sl_rag_query_t *q, sl_rag_cb cb,
+                                  void *ud);
+/* Keeps value (JSON text) under key in the answer cache. Fire and forget. */
+void sl_store_rag_cache_put(sl_store_client_t *c, const char *key, const char *value);
+
 /* The caller no longer wants the answer (its client left). Safe until cb has run. */
 void sl_store_op_cancel(sl_store_op_t *op);
 

@@ -324,11 +324,29 @@ static void test_config_unknown_keys_name_the_key_and_list_allowed(void **state)
                  "retries, fallback_to_non_stream)");
 }
 
-static void test_config_unimplemented_sections_are_refused(void **state)
+static void test_config_rag_section(void **state)
 {
     (void)state;
-    expect_error("dialects:\n  rag: {}\n",
-                 "t.yaml:2:3: 'rag' is not supported by this version of sluice yet");
+    sl_config_t *c = parse_ok("dialects:\n  rag: {}\n");
+    assert_null(c->rag.corpus);
+    assert_true(c->rag.streaming);
+    assert_int_equal(c->rag.top_k, 4);
+    assert_int_equal(c->rag.cache_ttl_ms, 0); /* the answer cache is off by default */
+    uint64_t gen = c->rag.generation;
+    sl_config_unref(c);
+    c = parse_ok("dialects:\n  rag: { corpus: ./docs, streaming: false, top_k: 2, cache_ttl: 5m,"
+                 " model: m, max_tokens: 300 }\n");
+    assert_string_equal(c->rag.corpus, "./docs");
+    assert_false(c->rag.streaming);
+    assert_int_equal(c->rag.top_k, 2);
+    assert_int_equal(c->rag.cache_ttl_ms, 300000);
+    assert_string_equal(c->dialects[SL_DIALECT_RAG].model, "m");
+    assert_true(c->rag.generation != gen); /* each parse is a new generation: reload re-scans */
+    sl_config_unref(c);
+    expect_error("dialects:\n  rag: { top_k: 0 }\n",
+                 "t.yaml:2:17: top_k: expected a whole number from 1 to 20");
+    expect_error("dialects:\n  chat: { corpus: ./docs }\n",
+                 "t.yaml:2:11: corpus: only the rag dialect has corpus");
 }
 
 static void test_config_monoai_user_validator_url_and_cache(void **state)
@@ -807,7 +825,7 @@ int main(void)
         cmocka_unit_test(test_config_sizes),
         cmocka_unit_test(test_config_listen_and_workers),
         cmocka_unit_test(test_config_unknown_keys_name_the_key_and_list_allowed),
-        cmocka_unit_test(test_config_unimplemented_sections_are_refused),
+        cmocka_unit_test(test_config_rag_section),
         cmocka_unit_test(test_config_monoai_user_validator_url_and_cache),
         cmocka_unit_test(test_config_wrong_types_say_what_was_expected),
         cmocka_unit_test(test_config_dialects_defaults_and_overrides),

@@ -8,6 +8,8 @@
 void sl_chat_req_dispose(sl_chat_req_t *r)
 {
     json_decref(r->body);
+    sl_free(r->json_text);
+    sl_free(r->model_own);
     sl_free(r->meta.user_id);
     sl_free(r->meta.key_name);
     sl_free(r->meta.session_id);
@@ -18,6 +20,34 @@ void sl_chat_req_dispose(sl_chat_req_t *r)
     if (r->meta.ext_free)
         r->meta.ext_free(r->meta.ext);
     memset(r, 0, sizeof *r);
+}
+
+json_t *sl_chat_req_json(sl_chat_req_t *r)
+{
+    if (!r->body && r->json_text) {
+        r->body = json_loadb(r->json_text, r->json_len, 0, NULL);
+        sl_free(r->json_text);
+        r->json_text = NULL;
+    }
+    return r->body;
+}
+
+int64_t sl_chat_req_max_tokens(const sl_chat_req_t *r)
+{
+    if (!r->body)
+        return r->max_tokens;
+    json_t *mt = json_object_get(r->body, "max_tokens");
+    if (!mt)
+        mt = json_object_get(r->body, "max_completion_tokens");
+    return json_integer_value(mt);
+}
+
+void sl_chat_req_drop_json(sl_chat_req_t *r)
+{
+    json_decref(r->body);
+    r->body = NULL;
+    sl_free(r->json_text);
+    r->json_text = NULL;
 }
 
 size_t sl_chat_prompt_bytes(json_t *messages)

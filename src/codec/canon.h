@@ -41,11 +41,18 @@ typedef struct sl_chat_meta {
 /* The canonical request is an OpenAI Chat Completions body (the lingua franca every dialect
  * can express): model, messages, stream and whatever else the client or dialect set. */
 typedef struct sl_chat_req {
-    const char *model; /* borrowed from body */
+    const char *model; /* borrowed from body, or model_own */
     bool stream;
     bool client_wants_usage; /* stream_options.include_usage as the client sent it */
-    json_t *body;            /* owned ref: the request object, every field as it came */
-    size_t prompt_bytes;     /* bytes of message text, for the usage estimate */
+    bool has_stream_options; /* the client sent stream_options (any value) */
+    /* Owned ref: the request object, every field as it came. NULL while only json_text is
+     * known: sl_chat_req_json parses it on first use (the passthrough path never does). */
+    json_t *body;
+    char *json_text; /* owned: the request's JSON, already validated, until parsed or dropped */
+    size_t json_len;
+    char *model_own;     /* owned: the model when body is not parsed */
+    int64_t max_tokens;  /* max_tokens (else max_completion_tokens) when body is not parsed */
+    size_t prompt_bytes; /* bytes of message text, for the usage estimate */
     /* The client's body bytes exactly as sent, when they are an OpenAI request a provider may
      * forward as they are (the passthrough path); borrowed, valid until the provider's start()
      * returns, NULL otherwise. */
@@ -56,6 +63,13 @@ typedef struct sl_chat_req {
 
 /* Releases body and meta (the struct itself is the caller's). */
 void sl_chat_req_dispose(sl_chat_req_t *r);
+/* The request as a JSON object: body, parsed from json_text on first use. NULL only when out
+ * of memory (json_text passed sl_json_valid, which accepts only what jansson accepts). */
+json_t *sl_chat_req_json(sl_chat_req_t *r);
+/* The completion budget the client asked for (max_tokens, else max_completion_tokens; 0). */
+int64_t sl_chat_req_max_tokens(const sl_chat_req_t *r);
+/* No attempt will need the request again: drop its JSON (a long stream need not keep it). */
+void sl_chat_req_drop_json(sl_chat_req_t *r);
 /* prompt_bytes of an OpenAI messages array: text lengths, a rough share for other parts. */
 size_t sl_chat_prompt_bytes(json_t *messages);
 

@@ -78,6 +78,50 @@ void sl_buf_printf(sl_buf_t *b, const char *fmt, ...)
     sl_buf_commit(b, (size_t)n);
 }
 
+void sl_buf_put_u64(sl_buf_t *b, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    sl_buf_append(b, tmp + i, sizeof tmp - i);
+}
+
+void sl_buf_put_i64(sl_buf_t *b, int64_t v)
+{
+    if (v < 0) {
+        sl_buf_putc(b, '-');
+        sl_buf_put_u64(b, (uint64_t)0 - (uint64_t)v); /* INT64_MIN has no positive twin */
+        return;
+    }
+    sl_buf_put_u64(b, (uint64_t)v);
+}
+
+void sl_buf_put_ms(sl_buf_t *b, double v)
+{
+    /* Beyond 2^53 thousandths the scaled value is no longer exact; NaN and inf too. */
+    if (!(v > -9e12 && v < 9e12)) {
+        sl_buf_printf(b, "%.3f", v);
+        return;
+    }
+    if (v < 0) {
+        double m = -v * 1000.0 + 0.5;
+        if ((uint64_t)m == 0) { /* printf keeps the sign of a negative that rounds to 0 */
+            sl_buf_puts(b, "-0.000");
+            return;
+        }
+        sl_buf_putc(b, '-');
+        v = -v;
+    }
+    uint64_t t = (uint64_t)(v * 1000.0 + 0.5);
+    sl_buf_put_u64(b, t / 1000);
+    char frac[4] = {'.', (char)('0' + t / 100 % 10), (char)('0' + t / 10 % 10),
+                    (char)('0' + t % 10)};
+    sl_buf_append(b, frac, sizeof frac);
+}
+
 void sl_buf_consume(sl_buf_t *b, size_t n)
 {
     if (n >= b->len) {

@@ -4,6 +4,7 @@
 #define SL_CORE_BUF_H
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct sl_buf {
     char *data; /* owned; NULL until the first append */
@@ -20,6 +21,12 @@ void sl_buf_append(sl_buf_t *b, const void *p, size_t n);
 void sl_buf_puts(sl_buf_t *b, const char *s);
 void sl_buf_putc(sl_buf_t *b, char c);
 void sl_buf_printf(sl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Decimal numbers without printf, for the hot paths (response heads, access-log lines):
+ * glibc's vfprintf costs more than the rest of a short line. put_ms is printf's "%.3f" (the
+ * last digit may differ on exact ties, which no latency cares about). */
+void sl_buf_put_u64(sl_buf_t *b, uint64_t v);
+void sl_buf_put_i64(sl_buf_t *b, int64_t v);
+void sl_buf_put_ms(sl_buf_t *b, double v);
 /* Drops the first n bytes (keeps the rest, moved to the front). */
 void sl_buf_consume(sl_buf_t *b, size_t n);
 void sl_buf_reset(sl_buf_t *b);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "codec/json_scan.h"
 #include "codec/openai_chunk.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -36,9 +37,71 @@ static void bad_request(sl_conn_t *c, const char *param, const char *msg)
                           "x-should-retry: false\r\n");
 }
 
+/* The fields the gateway itself reads, straight from the validated text: no tree (DESIGN
+ * §11). Jansson's rules throughout, so the tree built later, if a provider needs one, agrees:
+ * a duplicated key counts with its last value, a non-integer max_tokens as 0. */
+static const char *scan_fields(const char *text, size_t len, sl_chat_req_t *out, const char **param)
+{
+    enum { MODEL, MESSAGES, STREAM, STREAM_OPTIONS, MAX_TOKENS, MAX_COMPLETION_TOKENS, USER, N };
+    static const char *const keys[N] = {
+        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+        "user"};
+    sl_jval_t root = sl_json_root(text, len), f[N], v;
+    if (root.type != '{')
+        return "The request body must be a JSON object.";
+    sl_json_get_all(&root, keys, f, N); /* one walk over the body */
+    if (f[MODEL].type != '"' || f[MODEL].n == 2)
+        return *param = "model", "you must provide a model parameter";
+    if (f[MESSAGES].type != '[' || !sl_json_next(&f[MESSAGES], &(size_t){0}, NULL, &v))
+        return *param = "messages", "'messages' must be a non-empty array";
+    char st = f[STREAM].type;
+    if (st && st != 't' && st != 'f' && st != 'n')
+        return *param = "stream", "'stream' must be a boolean";
+    const sl_jval_t *so = &f[STREAM_OPTIONS];
+    out->has_stream_options = so->type != 0;
+    if (so->type && so->type != '{' && so->type != 'n')
+        return *param = "stream_options", "'stream_options' must be an object";
+    out->model_own = sl_json_str_dup(&f[MODEL]);
+    out->model = out->model_own;
+    out->stream = st == 't';
+    out->client_wants_usage = sl_json_get(so, "include_usage", &v) && v.type == 't';
+    const sl_jval_t *mt = f[MAX_TOKENS].type ? &f[MAX_TOKENS] : &f[MAX_COMPLETION_TOKENS];
+    (void)sl_json_int(mt, &out->max_tokens); /* absent or not an integer: 0, as jansson */
+    size_t at = 0;
+    sl_jval_t msg, content;
+    while (sl_json_next(&f[MESSAGES], &at, NULL, &msg)) {
+        if (!sl_json_get(&msg, "content", &content))
+            continue;
+        out->prompt_bytes += content.type == '"' ? sl_json_str_len(&content) : 64;
+    }
+    /* OpenAI's own per-end-user field is the user id limits and usage are kept by. */
+    const sl_jval_t *user = &f[USER];
+    if (user->type == '"' && user->n > 2 && sl_json_str_len(user) < 256)
+        out->meta.user_id = sl_json_str_dup(user);
+    return NULL;
+}
+
 /* Validates the body; on error answers 400 and returns false. */
 static bool decode(sl_conn_t *c, const sl_http_req_t *hr, sl_chat_req_t *out)
 {
+    const char *text = hr->body.data ? hr->body.data : "";
+    if (sl_json_valid(text, hr->body.len)) {
+        const char *param = NULL;
+        const char *err = scan_fields(text, hr->body.len, out, &param);
+        if (err) {
+            bad_request(c, param, err);
+            sl_chat_req_dispose(out);
+            return false;
+        }
+        out->json_text = sl_malloc(hr->body.len + 1);
+        memcpy(out->json_text, text, hr->body.len);
+        out->json_text[hr->body.len] = '\0';
+        out->json_len = hr->body.len;
+        out->raw = hr->body.data;
+        out->raw_len = hr->body.len;
+        return true;
+    }
+    /* Not valid: jansson says why, in the words OpenAI clients are used to. */
     json_error_t jerr;
     json_t *body = json_loadb(hr->body.data ? hr->body.data : "", hr->body.len, 0, &jerr);
     if (!body) {
@@ -74,7 +137,11 @@ static bool decode(sl_conn_t *c, const sl_http_req_t *hr, sl_chat_req_t *out)
     out->model = json_string_value(model);
     out->stream = json_is_true(stream);
     out->client_wants_usage = json_is_true(json_object_get(so, "include_usage"));
+    out->has_stream_options = so != NULL;
     out->prompt_bytes = sl_chat_prompt_bytes(messages);
+    const char *user = json_string_value(json_object_get(body, "user"));
+    if (user && *user && strlen(user) < 256)
+        out->meta.user_id = sl_strdup(user);
     out->raw = hr->body.data;
     out->raw_len = hr->body.len;
     return true;
@@ -308,10 +375,6 @@ static void handle_chat(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_ma
         sl_identity_dispose(&who);
         return;
     }
-    /* OpenAI's own per-end-user field is the user id limits and usage are kept by. */
-    const char *user = json_string_value(json_object_get(req.body, "user"));
-    if (user && *user && strlen(user) < 256)
-        req.meta.user_id = sl_strdup(user);
     sl_identity_to_meta(&who, &req.meta);
     sl_relay_start(c, &req, &enc);
 }

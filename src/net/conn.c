@@ -226,16 +226,25 @@ void sl_conn_head(sl_conn_t *c, int status, const char *content_type, long conte
         if (!http11)
             c->close_after = true;
     }
-    sl_buf_printf(&c->out, "HTTP/1.%d %d %s\r\n", http11 ? 1 : 0, status, status_text(status));
-    if (content_type)
-        sl_buf_printf(&c->out, "Content-Type: %s\r\n", content_type);
+    /* Appends, not printf: every response pays for this head. */
+    sl_buf_puts(&c->out, http11 ? "HTTP/1.1 " : "HTTP/1.0 ");
+    sl_buf_put_i64(&c->out, status);
+    sl_buf_putc(&c->out, ' ');
+    sl_buf_puts(&c->out, status_text(status));
+    if (content_type) {
+        sl_buf_puts(&c->out, "\r\nContent-Type: ");
+        sl_buf_puts(&c->out, content_type);
+    }
     if (status == 204 || status == 304)
         ; /* no body, and no framing headers for one (RFC 9110 §8.6) */
-    else if (content_length >= 0)
-        sl_buf_printf(&c->out, "Content-Length: %ld\r\n", content_length);
-    else if (c->chunked)
-        sl_buf_puts(&c->out, "Transfer-Encoding: chunked\r\n");
-    sl_buf_printf(&c->out, "X-Request-Id: %s\r\n", c->rid);
+    else if (content_length >= 0) {
+        sl_buf_puts(&c->out, "\r\nContent-Length: ");
+        sl_buf_put_i64(&c->out, content_length);
+    } else if (c->chunked)
+        sl_buf_puts(&c->out, "\r\nTransfer-Encoding: chunked");
+    sl_buf_puts(&c->out, "\r\nX-Request-Id: ");
+    sl_buf_puts(&c->out, c->rid);
+    sl_buf_puts(&c->out, "\r\n");
     if (c->close_after)
         sl_buf_puts(&c->out, "Connection: close\r\n");
     cors_headers(c);
@@ -273,13 +282,22 @@ static void write_access_log(sl_conn_t *c)
     const char *path = sl_http_req_path(&c->req, &plen);
     /* Straight into the worker's batch, written once per loop turn (worker.c flush_log). */
     sl_buf_t *line = &c->w->access_log;
-    sl_buf_printf(line,
-                  "{\"ts\":%" PRId64 ",\"request_id\":\"%s\",\"worker\":%d,\"method\":\"%s\","
-                  "\"path\":\"",
-                  sl_wall_s(), c->rid, c->w->id, sl_http_req_method(&c->req));
+    sl_buf_puts(line, "{\"ts\":");
+    sl_buf_put_i64(line, sl_wall_s());
+    sl_buf_puts(line, ",\"request_id\":\"");
+    sl_buf_puts(line, c->rid); /* ours or checked at intake: nothing to escape */
+    sl_buf_puts(line, "\",\"worker\":");
+    sl_buf_put_i64(line, c->w->id);
+    sl_buf_puts(line, ",\"method\":\"");
+    sl_buf_puts(line, sl_http_req_method(&c->req));
+    sl_buf_puts(line, "\",\"path\":\"");
     sl_buf_json_escape(line, path, plen < 512 ? plen : 512);
-    sl_buf_printf(line, "\",\"status\":%d,\"bytes_out\":%zu,\"total_ms\":%.3f", c->status,
-                  c->bytes_out, sl_now_ms() - c->t_start);
+    sl_buf_puts(line, "\",\"status\":");
+    sl_buf_put_i64(line, c->status);
+    sl_buf_puts(line, ",\"bytes_out\":");
+    sl_buf_put_u64(line, c->bytes_out);
+    sl_buf_puts(line, ",\"total_ms\":");
+    sl_buf_put_ms(line, sl_now_ms() - c->t_start);
     if (c->log_extra.len)
         sl_buf_append(line, c->log_extra.data, c->log_extra.len);
     else /* answered before any exchange began: same schema, unknown values (see relay.c) */

@@ -120,14 +120,22 @@ static void log_fields(sl_relay_t *r, sl_buf_t *b, const sl_usage_t *u, bool est
     sl_buf_puts(b, "\",\"provider\":\"");
     if (r->pcfg)
         sl_buf_json_escape(b, r->pcfg->name, strlen(r->pcfg->name));
-    sl_buf_printf(b,
-                  "\",\"stream\":%s,\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
-                  ",\"usage_estimated\":%s,\"ttft_ms\":%.3f,\"finish_reason\":\"%s\","
-                  "\"cancelled\":%s",
-                  r->req.stream ? "true" : "false", u->prompt, u->completion,
-                  estimated ? "true" : "false", r->t_first ? r->t_first - r->t_start : -1.0,
-                  r->finish, r->cancelled ? "true" : "false");
-    sl_buf_printf(b, ",\"retries\":%u,\"fallbacks\":%u,\"attempts\":[", r->nretries, r->nfallbacks);
+    sl_buf_puts(b, r->req.stream ? "\",\"stream\":true" : "\",\"stream\":false");
+    sl_buf_puts(b, ",\"prompt_tokens\":");
+    sl_buf_put_i64(b, u->prompt);
+    sl_buf_puts(b, ",\"completion_tokens\":");
+    sl_buf_put_i64(b, u->completion);
+    sl_buf_puts(b, estimated ? ",\"usage_estimated\":true" : ",\"usage_estimated\":false");
+    sl_buf_puts(b, ",\"ttft_ms\":");
+    sl_buf_put_ms(b, r->t_first ? r->t_first - r->t_start : -1.0);
+    sl_buf_puts(b, ",\"finish_reason\":\"");
+    sl_buf_puts(b, r->finish);
+    sl_buf_puts(b, r->cancelled ? "\",\"cancelled\":true" : "\",\"cancelled\":false");
+    sl_buf_puts(b, ",\"retries\":");
+    sl_buf_put_u64(b, r->nretries);
+    sl_buf_puts(b, ",\"fallbacks\":");
+    sl_buf_put_u64(b, r->nfallbacks);
+    sl_buf_puts(b, ",\"attempts\":[");
     if (r->attempts.len)
         sl_buf_append(b, r->attempts.data, r->attempts.len);
     if (r->pcfg && r->committed) {
@@ -285,8 +293,7 @@ static void on_event(void *ud, const sl_event_t *ev)
         } else if (ev->type == SL_EV_DELTA || ev->type == SL_EV_FINISH || ev->type == SL_EV_END) {
             r->committed = true; /* from here on a failure is reported, never replaced */
             /* No attempt will need the request again: a long stream need not keep it. */
-            json_decref(r->req.body);
-            r->req.body = NULL;
+            sl_chat_req_drop_json(&r->req);
             sl_breaker_t *b = sl_breakers_get(&r->w->breakers, r->pcfg->name);
             if (b->state != SL_BREAKER_CLOSED && r->cfg->metrics)
                 sl_metrics_breaker(r->w->metrics, b->name, SL_BREAKER_CLOSED);
@@ -382,8 +389,10 @@ static void note_attempt(sl_relay_t *r, const char *provider, int status, const 
     sl_buf_t *b = &r->attempts;
     sl_buf_puts(b, b->len ? ",{\"provider\":\"" : "{\"provider\":\"");
     sl_buf_json_escape(b, provider, strlen(provider));
-    sl_buf_printf(b, "\",\"status\":%d,\"ms\":%.3f", status,
-                  r->t_attempt ? sl_now_ms() - r->t_attempt : 0.0);
+    sl_buf_puts(b, "\",\"status\":");
+    sl_buf_put_i64(b, status);
+    sl_buf_puts(b, ",\"ms\":");
+    sl_buf_put_ms(b, r->t_attempt ? sl_now_ms() - r->t_attempt : 0.0);
     if (why) {
         sl_buf_puts(b, ",\"error\":\"");
         sl_buf_json_escape(b, why, strlen(why));
@@ -561,7 +570,7 @@ static void on_history(void *ud, int err, bool found, json_t *messages)
     r->load_op = NULL;
     sl_chat_meta_t *m = &r->req.meta;
     if (err == 0 && found) {
-        json_t *msgs = json_object_get(r->req.body, "messages");
+        json_t *msgs = json_object_get(sl_chat_req_json(&r->req), "messages");
         size_t at = json_array_size(msgs) ? json_array_size(msgs) - 1 : 0;
         size_t i;
         json_t *h;
@@ -681,10 +690,7 @@ static void admit(sl_relay_t *r)
     char ip[64] = "";
     if (r->conn && (r->cfg->rl_ip.rpm || r->cfg->rl_ip.tpm))
         sl_conn_peer(r->conn, ip, sizeof ip); /* a syscall: only when a per-IP limit exists */
-    json_t *mt = json_object_get(r->req.body, "max_tokens");
-    if (!mt)
-        mt = json_object_get(r->req.body, "max_completion_tokens");
-    int64_t estimate = (int64_t)(r->req.prompt_bytes + 3) / 4 + json_integer_value(mt);
+    int64_t estimate = (int64_t)(r->req.prompt_bytes + 3) / 4 + sl_chat_req_max_tokens(&r->req);
     sl_admit_prepare(&r->admit, r->cfg, m, ip, estimate);
     if (sl_admit_none(&r->admit) || !r->w->app) {
         proceed(r);

@@ -73,7 +73,7 @@ static void request_body(const sl_upstream_call_t *call, bool stream, sl_buf_t *
 {
     const char *model = call->target->model ? call->target->model : call->req->model;
     uint64_t max_tokens = call->provider->max_tokens ? call->provider->max_tokens : 1024;
-    json_t *body = sl_anth_request(call->req->body, model, stream, max_tokens);
+    json_t *body = sl_anth_request(sl_chat_req_json(call->req), model, stream, max_tokens);
     char *s = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
     sl_buf_puts(out, s ? s : "{}");
     sl_free(s); /* jansson allocates through sl_malloc (main sets json_set_alloc_funcs) */

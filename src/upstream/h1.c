@@ -581,8 +581,13 @@ static h1_host_t *host_get(sl_h1_pool_t *p, const struct sockaddr_storage *a)
 
 static void build_head(h1_req_t *r, const sl_h1_target_t *t, const struct curl_slist *hl)
 {
-    sl_buf_printf(&r->head, "POST %.*s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n",
-                  (int)t->path_len, t->path, t->host, r->body.len);
+    sl_buf_puts(&r->head, "POST ");
+    sl_buf_append(&r->head, t->path, t->path_len);
+    sl_buf_puts(&r->head, " HTTP/1.1\r\nHost: ");
+    sl_buf_puts(&r->head, t->host);
+    sl_buf_puts(&r->head, "\r\nContent-Length: ");
+    sl_buf_put_u64(&r->head, r->body.len);
+    sl_buf_puts(&r->head, "\r\n");
     for (; hl; hl = hl->next) {
         const char *colon = strchr(hl->data, ':');
         if (!colon)

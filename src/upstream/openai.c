@@ -78,7 +78,7 @@ static bool forward_raw(const sl_upstream_call_t *call, bool stream, sl_buf_t *o
         sl_buf_append(out, req->raw, req->raw_len);
         return true;
     }
-    if (json_object_get(req->body, "stream_options"))
+    if (req->has_stream_options)
         return false;
     const char *brace = memchr(req->raw, '{', req->raw_len);
     if (!brace)
@@ -95,7 +95,10 @@ void sl_oai_request_body(const sl_upstream_call_t *call, bool stream, bool send_
 {
     if (send_model && forward_raw(call, stream, out))
         return;
-    json_t *body = json_copy(call->req->body); /* shallow: the client's values are shared */
+    /* shallow: the client's values are shared */
+    json_t *body = json_copy(sl_chat_req_json(call->req));
+    if (!body)
+        body = json_object(); /* out of memory parsing: the upstream answers the bad request */
     if (!send_model)
         json_object_del(body, "model"); /* azure: the deployment is in the URL */
     else if (call->target->model)
@@ -144,10 +147,12 @@ static int oai_start(const sl_upstream_call_t *call, void **state)
     sl_buf_t url, auth;
     sl_buf_init(&url);
     sl_buf_init(&auth);
-    sl_buf_printf(&url, "%s/chat/completions", call->provider->base_url);
+    sl_buf_puts(&url, call->provider->base_url);
+    sl_buf_puts(&url, "/chat/completions");
     struct curl_slist *h = NULL;
     if (call->provider->api_key) {
-        sl_buf_printf(&auth, "Bearer %s", call->provider->api_key);
+        sl_buf_puts(&auth, "Bearer ");
+        sl_buf_puts(&auth, call->provider->api_key);
         h = sl_xfer_header(h, "Authorization", auth.data);
     }
     int rc = sl_oai_start(call, url.data, h, true, state);

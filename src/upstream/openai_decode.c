@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "codec/json_scan.h"
 #include "core/alloc.h"
 
 static sl_event_t *push(sl_oai_chunk_t *c, sl_event_type_t type)
@@ -234,6 +235,21 @@ static json_t *value_of(const char *d, size_t n, const char *key)
 }
 
 /* Passthrough of a whole answer: it goes to the client as it is; only usage is read. */
+/* read_usage on validated text, without a tree: jansson's typing (a non-integer count is 0). */
+static void scan_usage(const sl_jval_t *u, sl_event_t *ev)
+{
+    enum { PROMPT, COMPLETION, DETAILS, N };
+    static const char *const keys[N] = {"prompt_tokens", "completion_tokens",
+                                        "prompt_tokens_details"};
+    sl_jval_t f[N], cached;
+    sl_json_get_all(u, keys, f, N);
+    int64_t v = 0;
+    ev->usage.prompt = sl_json_int(&f[PROMPT], &v) ? v : 0;
+    ev->usage.completion = sl_json_int(&f[COMPLETION], &v) ? v : 0;
+    ev->usage.cached =
+        sl_json_get(&f[DETAILS], "cached_tokens", &cached) && sl_json_int(&cached, &v) ? v : -1;
+}
+
 static void completion_raw(const char *data, size_t len, sl_oai_chunk_t *out)
 {
     const char *p = data, *end = data + len;
@@ -247,9 +263,16 @@ static void completion_raw(const char *data, size_t len, sl_oai_chunk_t *out)
         ev->error.message = "the upstream answer is not a chat completion";
         return;
     }
-    out->root = value_of(data, len, "\"usage\"");
-    if (json_is_object(out->root))
-        read_usage(out->root, push(out, SL_EV_USAGE));
+    sl_jval_t u;
+    if (sl_json_valid(data, len)) { /* the usual case: one pass, no tree */
+        sl_jval_t root = sl_json_root(data, len);
+        if (sl_json_get(&root, "usage", &u) && u.type == '{')
+            scan_usage(&u, push(out, SL_EV_USAGE));
+    } else {
+        out->root = value_of(data, len, "\"usage\""); /* passed on as it came, usage if any */
+        if (json_is_object(out->root))
+            read_usage(out->root, push(out, SL_EV_USAGE));
+    }
     sl_event_t *end_ev = push(out, SL_EV_END);
     end_ev->raw = data;
     end_ev->raw_len = len;

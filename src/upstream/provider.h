@@ -26,9 +26,9 @@ typedef struct sl_upstream_call {
     const sl_config_t *cfg;
     const sl_provider_cfg_t *provider;
     const sl_target_cfg_t *target;
-    const sl_chat_req_t *req; /* valid during start() only */
-    const char *request_id;   /* valid during start() only; sent upstream as X-Request-Id */
-    bool want_raw; /* the dialect forwards OpenAI JSON as it is: parse only what decides */
+    sl_chat_req_t *req;     /* valid during start() only; sl_chat_req_json may parse it */
+    const char *request_id; /* valid during start() only; sent upstream as X-Request-Id */
+    bool want_raw;          /* the dialect forwards OpenAI JSON as it is: parse only what decides */
     /* Ask the upstream for a whole answer even though req->stream is set, and deliver it as
      * parsed events (START, DELTA..., FINISH, USAGE, END): the stream → non-stream fallback. */
     bool force_non_stream;

@@ -100,7 +100,9 @@ struct curl_slist *sl_xfer_header(struct curl_slist *h, const char *name, const 
 {
     sl_buf_t line;
     sl_buf_init(&line);
-    sl_buf_printf(&line, "%s: %s", name, value);
+    sl_buf_puts(&line, name);
+    sl_buf_puts(&line, ": ");
+    sl_buf_puts(&line, value);
     h = curl_slist_append(h, line.data);
     sl_buf_dispose(&line);
     return h;

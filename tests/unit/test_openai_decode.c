@@ -171,6 +171,34 @@ static void test_completion_gives_usage_and_raw_end(void **st)
     sl_oai_chunk_dispose(&c);
 }
 
+/* The passthrough reads usage with the scanner: the top-level member only (not a "usage" key
+ * inside a tool's arguments), cached tokens when given, and the tree parser for broken JSON. */
+static void test_passthrough_usage_is_the_top_level_one(void **st)
+{
+    const char d[] = "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                     "\"tool_calls\":[{\"function\":{\"arguments\":{\"usage\":{\"prompt_tokens\":"
+                     "99}}}}]}}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":5,"
+                     "\"prompt_tokens_details\":{\"cached_tokens\":4}}}";
+    sl_oai_chunk_t c;
+    sl_oai_decode_completion(S(d), true, &c);
+    assert_int_equal(c.nevents, 2);
+    assert_int_equal(c.events[0].type, SL_EV_USAGE);
+    assert_int_equal(c.events[0].usage.prompt, 7);
+    assert_int_equal(c.events[0].usage.completion, 5);
+    assert_int_equal(c.events[0].usage.cached, 4);
+    sl_oai_chunk_dispose(&c);
+    const char nocache[] = "{\"usage\":{\"prompt_tokens\":2.5,\"completion_tokens\":1}}";
+    sl_oai_decode_completion(S(nocache), true, &c);
+    assert_int_equal(c.events[0].usage.prompt, 0); /* not an integer, as jansson types it */
+    assert_int_equal(c.events[0].usage.cached, -1);
+    sl_oai_chunk_dispose(&c);
+    const char broken[] = "{\"x\":[1,2}, \"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}";
+    sl_oai_decode_completion(S(broken), true, &c);
+    assert_int_equal(c.nevents, 2);
+    assert_int_equal(c.events[0].usage.prompt, 3);
+    sl_oai_chunk_dispose(&c);
+}
+
 static void test_upstream_error_body_keeps_message_and_retry_after(void **st)
 {
     const char d[] = "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"requests\","
@@ -209,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_parsed_mode_decodes_role_content_and_tool_calls),
         cmocka_unit_test(test_garbage_chunk_is_an_error),
         cmocka_unit_test(test_completion_gives_usage_and_raw_end),
+        cmocka_unit_test(test_passthrough_usage_is_the_top_level_one),
         cmocka_unit_test(test_upstream_error_body_keeps_message_and_retry_after),
         cmocka_unit_test(test_non_json_error_body_gets_a_typed_default),
     };

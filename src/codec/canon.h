@@ -45,6 +45,9 @@ typedef struct sl_chat_req {
     bool stream;
     bool client_wants_usage; /* stream_options.include_usage as the client sent it */
     bool has_stream_options; /* the client sent stream_options (any value) */
+    /* The dialect asks what a target's fallback_to_non_stream asks (seed 004 does it always):
+     * a stream that fails before any output is retried on the same target, whole. */
+    bool fallback_to_non_stream;
     /* Owned ref: the request object, every field as it came. NULL while only json_text is
      * known: sl_chat_req_json parses it on first use (the passthrough path never does). */
     json_t *body;

@@ -302,6 +302,8 @@ static void generate(sl_conn_t *c, rag_t *g, json_t *found)
         json_decref(tags);
     }
     sl_identity_to_meta(&g->who, &req.meta);
+    /* Seed 004: a streaming call that fails before output is asked again, whole. */
+    req.fallback_to_non_stream = true;
     req.meta.ext = g; /* the request owns g from here */
     req.meta.ext_free = rag_free;
     g->c = NULL;
@@ -445,7 +447,7 @@ static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool sse)
     g->store = c->w->store;
     g->sse = sse;
     /* The JSON endpoint asks for a whole answer; the SSE one streams when configured (a
-     * stream that fails before output is retried whole by targets with fallback_to_non_stream). */
+     * stream that fails before output is retried whole: fallback_to_non_stream below). */
     g->upstream_stream = sse && cfg->rag.streaming;
     if (cfg->rag.cache_ttl_ms)
         g->cache_key = cache_key(d->model, g->top_k, g->question);

@@ -449,7 +449,8 @@ static bool try_again(sl_relay_t *r, const sl_event_t *ev)
         sl_metrics_breaker(r->w->metrics, b->name, (int)b->state);
     if (r->cancelled || !r->conn)
         return false;
-    if (r->req.stream && r->target->fallback_to_non_stream && !r->non_stream) {
+    bool whole_instead = r->target->fallback_to_non_stream || r->req.fallback_to_non_stream;
+    if (r->req.stream && whole_instead && !r->non_stream) {
         r->non_stream = true; /* seed 004: the same target, asked for a whole answer */
         r->nretries++;
         if (r->cfg->metrics)

@@ -4,7 +4,8 @@
 // The corpus is a temp directory of .md/.txt files indexed into SQLite FTS5 by the store
 // thread; the `echo` upstream shows what reached the model (the retrieved passages). User text
 // never becomes FTS5 syntax; a stream refused before output falls back to a whole answer
-// (fallback_to_non_stream on the target); a changed file is indexed again after SIGHUP.
+// (the dialect asks for it: no fallback_to_non_stream on the target); a changed file is indexed
+// again after SIGHUP.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -63,7 +64,8 @@ const ctx = useSluices({
     return dialectConfig(up, db, {
       dialects: rag(db, { model: 'ns-rag' }),
       providers: { refuser: { type: 'openai', base_url: `http://127.0.0.1:${refuser.port}/v1`, api_key: UPSTREAM_KEY, breaker: { failures: 0 } } },
-      models: { 'ns-rag': [{ provider: 'refuser', fallback_to_non_stream: true }] },
+      // No fallback_to_non_stream on the target: the rag dialect asks for it itself.
+      models: { 'ns-rag': [{ provider: 'refuser' }] },
     });
   },
 });

@@ -26,7 +26,8 @@ UNIT    := $(wildcard tests/unit/test_*.c)
 REL     ?= build/release
 ASAN    ?= build/asan
 
-.PHONY: all deps apt-deps run test unit integ asan asan-test bench bench-ops format lint clean check-format
+.PHONY: all deps apt-deps run test unit integ asan asan-test bench bench-ops format lint clean check-format \
+        fuzz fuzz-smoke fuzz-build
 
 all: $(REL)/sluice
 
@@ -75,15 +76,57 @@ $(ASAN)/tests/%: $(ASAN)/tests/unit/%.o $(ASAN)/libsluice.a
 UNIT_REL  := $(UNIT:tests/unit/%.c=$(REL)/tests/%)
 UNIT_ASAN := $(UNIT:tests/unit/%.c=$(ASAN)/tests/%)
 
+# ---- fuzzing: libFuzzer targets (clang), one per parser (tests/fuzz/README.md) ----
+# Objects for the targets are built with libFuzzer's coverage, ASan and UBSan; each target
+# links only the sources it exercises (plus core), so a stub in a target stands in for the
+# layer it cuts off.
+FUZZ    ?= build/fuzz
+FUZZ_CC ?= clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_CORE := src/core/alloc.c src/core/buf.c src/core/err.c src/core/log.c
+# What each target links besides core (tests/fuzz/README.md says what each one checks).
+FUZZ_SRC_sse           := src/codec/sse.c
+FUZZ_SRC_http_request  := src/http/request.c
+FUZZ_SRC_ws            := src/codec/ws.c
+FUZZ_SRC_json_scan     := src/codec/json_scan.c
+FUZZ_SRC_openai_decode := src/upstream/openai_decode.c src/codec/openai_chunk.c src/codec/json_scan.c
+FUZZ_SRC_anthropic     := src/upstream/anthropic_codec.c src/codec/sse.c $(FUZZ_SRC_openai_decode)
+FUZZ_SRC_config        := src/config/config.c src/config/sections.c src/config/ytree.c \
+                          src/config/glob.c src/core/sha256.c
+FUZZ_SRC_jwt           := src/policy/jwt.c
+FUZZ_SRC_glob          := src/config/glob.c src/store/keys.c src/core/sha256.c
+FUZZ_SRC_h1_url        := src/upstream/h1_url.c
+FUZZ_SRC_h1_response   := src/upstream/h1.c src/upstream/h1_url.c
+FUZZ_SRC_dialects      := $(addprefix src/dialect/,openai.c chat.c monoai.c aichat.c seed.c) \
+                          src/http/request.c src/http/router.c src/policy/auth.c \
+                          src/policy/jwt.c src/store/keys.c src/store/keyset.c src/core/id.c \
+                          src/codec/canon.c $(FUZZ_SRC_openai_decode) $(FUZZ_SRC_config)
+# e.g. FUZZ_CFLAGS=-DFUZZ_STRICT: no stepping around the known bugs reported in the targets.
+FUZZ_CFLAGS ?=
+
+$(FUZZ)/%.o: %.c | apt-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+define fuzz_link
+$(FUZZ)/fuzz_$(1): $(FUZZ)/tests/fuzz/fuzz_$(1).o $(patsubst %.c,$(FUZZ)/%.o,$(sort $(FUZZ_CORE) $(FUZZ_SRC_$(1))))
+	$$(FUZZ_CC) $$(CFLAGS) $$(FUZZ_SAN) -fsanitize=fuzzer $$^ $$(LDLIBS) -o $$@
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_link,$(t))))
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
+
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # ---- everyday targets ----
 run: deps $(REL)/sluice
 	$(REL)/sluice $(ARGS)
 
-# Every test: unit + integration, on the release build and again under ASan + UBSan.
-test: deps $(REL)/sluice $(ASAN)/sluice $(UNIT_REL) $(UNIT_ASAN)
-	@tests/run-all.sh $(REL) $(ASAN)
+# Every test: unit + integration, on the release build and again under ASan + UBSan; then the
+# fuzz targets, bounded (fuzz-smoke).
+test: deps $(REL)/sluice $(ASAN)/sluice $(UNIT_REL) $(UNIT_ASAN) $(FUZZ_BINS)
+	@FUZZ_DIR=$(FUZZ) tests/run-all.sh $(REL) $(ASAN)
 
 unit: $(UNIT_REL)
 	@tests/run-all.sh --unit-only $(REL)
@@ -93,6 +136,14 @@ integ: deps $(REL)/sluice
 
 asan asan-test: deps $(ASAN)/sluice $(UNIT_ASAN)
 	@tests/run-all.sh $(ASAN)
+
+# Every fuzz target for FUZZ_SECONDS each, growing $(FUZZ)/corpus; crashes land in
+# $(FUZZ)/artifacts. fuzz-smoke is the bounded run `make test` includes.
+fuzz-build: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS)
+	@tests/fuzz/run.sh --seconds $(FUZZ_SECONDS) $(FUZZ)
+fuzz-smoke: $(FUZZ_BINS)
+	@tests/fuzz/run.sh --smoke $(FUZZ)
 
 bench: deps $(REL)/sluice
 	@bench/run.sh

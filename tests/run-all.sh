@@ -3,6 +3,8 @@
 # each build directory given (plus tests/browser, Chromium, for the release one), and ends
 # with one summary line: "N passed, N failed".
 # Usage: tests/run-all.sh [--unit-only|--integ-only] BUILD_DIR...
+# With FUZZ_DIR set (make test does), the libFuzzer targets built there also run, bounded
+# (tests/fuzz/run.sh --smoke), as the suite "fuzz": one pass per target that ran clean.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=all
@@ -59,6 +61,17 @@ for dir in "$@"; do
     fi
   fi
 done
+if [ "$mode" = all ] && [ -n "${FUZZ_DIR:-}" ]; then
+  out="$log/fuzz.txt"
+  tests/fuzz/run.sh --smoke "$FUZZ_DIR" >"$out" 2>&1; rc=$?
+  grep -E '^fuzz/' "$out"
+  p=$(tail -1 "$out" | grep -oE '^[0-9]+ passed' | grep -oE '[0-9]+'); p=${p:-0}
+  f=$(tail -1 "$out" | grep -oE '[0-9]+ failed$' | grep -oE '[0-9]+'); f=${f:-0}
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$f" -ne 0 ]; then failures+=("fuzz"); cat "$out"; fi
+  echo "fuzz: $p passed, $f failed"
+fi
 rm -rf "$log"
 [ ${#failures[@]} -gt 0 ] && echo "failing: ${failures[*]}"
 echo "$passed passed, $failed failed"

@@ -51,11 +51,22 @@ void sl_oai_encode_delta(sl_buf_t *b, const sl_oai_meta_t *st, const sl_event_t 
         put_str(b, "arguments", ev->tool.args ? ev->tool.args : "", ev->tool.args_len);
         sl_buf_puts(b, "}}]");
     }
-    sl_buf_puts(b, "},\"logprobs\":null,\"finish_reason\":");
+    sl_buf_puts(b, "},\"logprobs\":null,");
+    /* Escaped: on a forced non-stream answer it is the upstream's text. */
     if (ev->finish_reason)
-        sl_buf_printf(b, "\"%s\"}]}\n\n", ev->finish_reason);
+        put_str(b, "finish_reason", ev->finish_reason, strlen(ev->finish_reason));
     else
-        sl_buf_puts(b, "null}]}\n\n");
+        sl_buf_puts(b, "\"finish_reason\":null");
+    sl_buf_puts(b, "}]}\n\n");
+}
+
+/* The counts are the upstream's numbers: a sum past int64 is pinned, never overflowed. */
+static int64_t add_pinned(int64_t a, int64_t b)
+{
+    int64_t sum;
+    if (__builtin_add_overflow(a, b, &sum))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return sum;
 }
 
 void sl_oai_encode_usage(sl_buf_t *b, const sl_usage_t *u)
@@ -63,7 +74,7 @@ void sl_oai_encode_usage(sl_buf_t *b, const sl_usage_t *u)
     sl_buf_printf(b,
                   "\"usage\":{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
                   ",\"total_tokens\":%" PRId64,
-                  u->prompt, u->completion, u->prompt + u->completion);
+                  u->prompt, u->completion, add_pinned(u->prompt, u->completion));
     if (u->cached >= 0)
         sl_buf_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%" PRId64 "}", u->cached);
     sl_buf_putc(b, '}');

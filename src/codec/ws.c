@@ -20,6 +20,8 @@
 #define KEY_LEN 24
 /* A control frame carries at most 125 bytes, 2 of them the close code (RFC 6455 §5.5). */
 #define MAX_REASON 123
+/* A frame header: 2 bytes, up to 8 of extended length, 4 of mask key. */
+#define MAX_HEADER 14
 
 struct sl_ws {
     wslay_event_context_ptr ctx; /* owned */
@@ -31,6 +33,12 @@ struct sl_ws {
     size_t in_off;
     bool failed;      /* we failed the connection: a close is queued and nothing more is read */
     bool frame_error; /* wslay queued a close without a code for a framing error: make it 1002 */
+    /* The client frame being received, followed alongside wslay (see sl_ws_feed). */
+    uint8_t hdr[MAX_HEADER]; /* its header bytes so far */
+    size_t hdr_len;
+    uint64_t left; /* payload bytes still to come, once the header is whole */
+    bool ctrl;     /* a control frame: held back until whole */
+    sl_buf_t held; /* owned: the start of a control frame whose end has not arrived */
 };
 
 /* wslay allocates with plain malloc. Running out there ends the process, as sl_malloc does,
@@ -183,6 +191,7 @@ void sl_ws_free(sl_ws_t *ws)
     if (!ws)
         return;
     wslay_event_context_free(ws->ctx);
+    sl_buf_dispose(&ws->held);
     sl_free(ws);
 }
 
@@ -196,10 +205,11 @@ static void flush(sl_ws_t *ws)
     ws->frame_error = false;
 }
 
-int sl_ws_feed(sl_ws_t *ws, const char *p, size_t n)
+/* Hands bytes to wslay; false once it reads no more (failed, or the close was received). */
+static bool run(sl_ws_t *ws, const char *p, size_t n)
 {
-    if (ws->failed)
-        return SL_EINVAL;
+    if (n == 0)
+        return true;
     ws->in = p;
     ws->in_len = n;
     ws->in_off = 0;
@@ -219,6 +229,92 @@ int sl_ws_feed(sl_ws_t *ws, const char *p, size_t n)
         if (!wslay_event_get_read_enabled(ws->ctx) && !wslay_event_get_close_received(ws->ctx))
             ws->failed = true;
     }
+    return !ws->failed && wslay_event_get_read_enabled(ws->ctx);
+}
+
+/* Header bytes of the frame that starts with h[0..n): 0 while fewer than 2 are known. */
+static size_t header_len(const uint8_t *h, size_t n)
+{
+    if (n < 2)
+        return 0;
+    size_t len7 = h[1] & 0x7f;
+    return 2 + (h[1] & 0x80 ? 4 : 0) + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+}
+
+static uint64_t payload_len(const uint8_t *h)
+{
+    uint64_t len = h[1] & 0x7f;
+    size_t ext = len == 126 ? 2 : len == 127 ? 8 : 0;
+    if (ext)
+        len = 0;
+    for (size_t i = 0; i < ext; i++)
+        len = len << 8 | h[2 + i];
+    return len;
+}
+
+/* A control frame ends here: wslay gets it whole, on its own. */
+static bool run_ctrl(sl_ws_t *ws, const char *p, size_t n)
+{
+    if (!ws->held.len)
+        return run(ws, p, n);
+    sl_buf_append(&ws->held, p, n);
+    bool more = run(ws, ws->held.data, ws->held.len);
+    sl_buf_reset(&ws->held);
+    return more;
+}
+
+/* wslay checks a close reason for UTF-8 skipping the first two bytes of every piece of the
+ * payload it is handed, not only the code, so a close read in two pieces (split between reads,
+ * or across wslay's 4 KiB buffer) was refused as 1007 when valid and passed when not. So every
+ * control frame (at most 139 bytes) reaches wslay whole and on its own: the bytes before it are
+ * run first, its start is held until its end arrives. Data frames pass as they come; only their
+ * headers are read here, to know where the next frame starts. */
+int sl_ws_feed(sl_ws_t *ws, const char *p, size_t n)
+{
+    if (ws->failed)
+        return SL_EINVAL;
+    bool more = true;
+    size_t i = 0, start = 0; /* p[start..i) is not yet handed to wslay (nor held) */
+    while (more && i < n) {
+        size_t hl = header_len(ws->hdr, ws->hdr_len);
+        if (!hl || ws->hdr_len < hl) {
+            uint8_t b = (uint8_t)p[i++];
+            ws->hdr[ws->hdr_len++] = b;
+            if (ws->hdr_len == 1 && (b & 0x08)) { /* a control opcode: run what came before */
+                more = run(ws, p + start, i - 1 - start);
+                start = i - 1;
+                ws->ctrl = true;
+            }
+            /* Fragmented or over 125 bytes: wslay refuses it from its header, as it comes. */
+            if (ws->hdr_len == 2 && ws->ctrl && (!(ws->hdr[0] & 0x80) || (b & 0x7f) > 125)) {
+                ws->ctrl = false;
+                if (ws->held.len) {
+                    more = run(ws, ws->held.data, ws->held.len);
+                    sl_buf_reset(&ws->held);
+                }
+            }
+            hl = header_len(ws->hdr, ws->hdr_len);
+            if (!hl || ws->hdr_len < hl)
+                continue;
+            ws->left = payload_len(ws->hdr);
+        } else {
+            size_t take = ws->left < n - i ? (size_t)ws->left : n - i;
+            i += take;
+            ws->left -= take;
+        }
+        if (ws->left)
+            continue;
+        if (ws->ctrl && more) {
+            more = run_ctrl(ws, p + start, i - start);
+            start = i;
+        }
+        ws->hdr_len = 0;
+        ws->ctrl = false;
+    }
+    if (more && ws->ctrl)
+        sl_buf_append(&ws->held, p + start, n - start);
+    else if (more)
+        (void)run(ws, p + start, n - start); /* whatever it says, the bytes are all used */
     flush(ws);
     return ws->failed ? SL_EINVAL : 0;
 }

@@ -357,6 +357,15 @@ static void read_usage(sl_anth_dec_t *d, json_t *u)
         d->output = json_integer_value(v);
 }
 
+/* The counts are the upstream's numbers: a sum past int64 is pinned, never overflowed. */
+static int64_t add_pinned(int64_t a, int64_t b)
+{
+    int64_t sum;
+    if (__builtin_add_overflow(a, b, &sum))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return sum;
+}
+
 /* FINISH, USAGE, END: the tail of every answer that finished. Anthropic counts cached prompt
  * tokens apart from input_tokens; OpenAI's prompt_tokens includes them. */
 static void emit_tail(const sl_anth_dec_t *d, const char *finish, sink_t *s)
@@ -365,7 +374,8 @@ static void emit_tail(const sl_anth_dec_t *d, const char *finish, sink_t *s)
     ev.finish_reason = finish ? finish : "stop";
     s->emit(s->ud, &ev);
     ev = event(SL_EV_USAGE);
-    ev.usage.prompt = d->input + d->cache_write + (d->cached > 0 ? d->cached : 0);
+    ev.usage.prompt =
+        add_pinned(add_pinned(d->input, d->cache_write), d->cached > 0 ? d->cached : 0);
     ev.usage.completion = d->output;
     ev.usage.cached = d->cached;
     s->emit(s->ud, &ev);

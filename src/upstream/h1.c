@@ -217,8 +217,11 @@ static int on_headers_complete(http_parser *hp)
     h1_req_t *r = hp->data;
     flush_header(r, hp);
     sl_buf_dispose(&r->hdr);
-    if (hp->status_code / 100 != 1)
-        sl_xfer_on_status(r->x, hp->status_code);
+    /* A 1xx ends at its header section (RFC 9110 §15.2), whatever length it announces: 1 tells
+     * http-parser it has no body, so its bytes never reach the transfer before a status. */
+    if (hp->status_code / 100 == 1)
+        return 1;
+    sl_xfer_on_status(r->x, hp->status_code);
     return 0;
 }
 

@@ -493,6 +493,33 @@ static void test_stream_cache_tokens_count_into_prompt(void **st)
     sl_buf_dispose(&log);
 }
 
+/* Counts are the upstream's numbers: a prompt total past int64 is pinned, not overflowed (UB,
+ * found by tests/fuzz/fuzz_anthropic). */
+static void test_stream_huge_token_counts_are_pinned(void **st)
+{
+    sl_buf_t log;
+    const char s[] = "event: message_start\n"
+                     "data: {'type':'message_start','message':{'id':'m','model':'c','usage':{"
+                     "'input_tokens':9223372036854775807,'cache_creation_input_tokens':1,"
+                     "'cache_read_input_tokens':5,'output_tokens':1}}}\n\n"
+                     "event: message_stop\n"
+                     "data: {'type':'message_stop'}\n\n";
+    assert_int_equal(run_stream(s, 0, &log), SL_ANTH_DONE);
+    assert_string_equal(log.data, "START m c 42\nDELTA role=assistant content=''\n"
+                                  "FINISH stop\nUSAGE 9223372036854775807 1 5\nEND\n");
+    sl_buf_dispose(&log);
+    const char neg[] = "event: message_start\n"
+                       "data: {'type':'message_start','message':{'id':'m','model':'c','usage':{"
+                       "'input_tokens':-9223372036854775808,'cache_creation_input_tokens':-1,"
+                       "'output_tokens':1}}}\n\n"
+                       "event: message_stop\n"
+                       "data: {'type':'message_stop'}\n\n";
+    assert_int_equal(run_stream(neg, 0, &log), SL_ANTH_DONE);
+    assert_string_equal(log.data, "START m c 42\nDELTA role=assistant content=''\n"
+                                  "FINISH stop\nUSAGE -9223372036854775808 1 -1\nEND\n");
+    sl_buf_dispose(&log);
+}
+
 /* ---- whole messages and error bodies ---- */
 
 static void test_whole_message_with_text_and_tool_use(void **st)
@@ -592,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_stream_event_name_alone_is_enough),
         cmocka_unit_test(test_stream_stop_reasons_map_to_finish_reasons),
         cmocka_unit_test(test_stream_cache_tokens_count_into_prompt),
+        cmocka_unit_test(test_stream_huge_token_counts_are_pinned),
         cmocka_unit_test(test_whole_message_with_text_and_tool_use),
         cmocka_unit_test(test_whole_body_that_is_not_a_message_is_an_error),
         cmocka_unit_test(test_error_bodies_keep_status_type_and_message),

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -102,6 +103,21 @@ static void test_finish_chunk_has_empty_delta_and_reason(void **st)
     sl_buf_dispose(&b);
 }
 
+/* A forced non-stream answer's finish_reason is the upstream's text: it must stay a JSON string
+ * whatever it holds (found by tests/fuzz/fuzz_openai_decode). */
+static void test_finish_reason_from_upstream_is_json_escaped(void **st)
+{
+    sl_buf_t b;
+    sl_buf_init(&b);
+    sl_event_t ev = {.type = SL_EV_DELTA, .finish_reason = "st\\op\"\n"};
+    sl_oai_encode_delta(&b, &meta, &ev);
+    json_t *j = data_json(&b);
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(c0, "finish_reason")), "st\\op\"\n");
+    json_decref(j);
+    sl_buf_dispose(&b);
+}
+
 static void test_usage_chunk_has_empty_choices_array(void **st)
 {
     sl_buf_t b;
@@ -117,6 +133,28 @@ static void test_usage_chunk_has_empty_choices_array(void **st)
     assert_int_equal(json_integer_value(json_object_get(
                          json_object_get(us, "prompt_tokens_details"), "cached_tokens")),
                      3);
+    json_decref(j);
+    sl_buf_dispose(&b);
+}
+
+/* Token counts are the upstream's numbers: a total past int64 is pinned, not overflowed (UB,
+ * found by tests/fuzz/fuzz_openai_decode). */
+static void test_usage_total_past_int64_is_pinned(void **st)
+{
+    sl_buf_t b;
+    sl_buf_init(&b);
+    sl_usage_t u = {.prompt = INT64_MAX, .completion = 1, .cached = -1};
+    sl_oai_encode_usage_chunk(&b, &meta, &u);
+    json_t *j = data_json(&b);
+    json_t *us = json_object_get(j, "usage");
+    assert_int_equal(json_integer_value(json_object_get(us, "total_tokens")), INT64_MAX);
+    json_decref(j);
+    sl_buf_reset(&b);
+    u = (sl_usage_t){.prompt = INT64_MIN, .completion = -1, .cached = -1};
+    sl_oai_encode_usage_chunk(&b, &meta, &u);
+    j = data_json(&b);
+    us = json_object_get(j, "usage");
+    assert_int_equal(json_integer_value(json_object_get(us, "total_tokens")), INT64_MIN);
     json_decref(j);
     sl_buf_dispose(&b);
 }
@@ -205,7 +243,9 @@ int main(void)
         cmocka_unit_test(test_first_delta_carries_role_index_and_null_finish),
         cmocka_unit_test(test_tool_call_delta_has_index_id_type_name_and_arguments),
         cmocka_unit_test(test_finish_chunk_has_empty_delta_and_reason),
+        cmocka_unit_test(test_finish_reason_from_upstream_is_json_escaped),
         cmocka_unit_test(test_usage_chunk_has_empty_choices_array),
+        cmocka_unit_test(test_usage_total_past_int64_is_pinned),
         cmocka_unit_test(test_error_event_is_openai_shaped),
         cmocka_unit_test(test_seed_request_orders_system_history_user),
         cmocka_unit_test(test_seed_history_must_be_role_content_pairs),

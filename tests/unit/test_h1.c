@@ -374,6 +374,19 @@ static void test_h1_error_status_and_retry_after(void **state)
     assert_int_equal(got.status, 429);
 }
 
+/* A 1xx answer ends at its header section (RFC 9110 §15.2): a Content-Length on it announces
+ * no body, and what follows is the next answer's status line, never body bytes handed to the
+ * transfer before any status (found by tests/fuzz/fuzz_h1_response). */
+static void test_h1_interim_answer_has_no_body(void **state)
+{
+    scen("HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n"
+         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    (void)start(false);
+    run_done();
+    assert_true(got.end);
+    assert_string_equal(got.data.data, "ok");
+}
+
 static void test_h1_split_at_every_byte_on_one_pooled_connection(void **state)
 {
     scen(CHUNKED_SSE);
@@ -592,6 +605,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_h1_chunked_sse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_h1_close_delimited_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_h1_error_status_and_retry_after, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_h1_interim_answer_has_no_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_h1_split_at_every_byte_on_one_pooled_connection, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_h1_pooled_connection_closed_by_server_is_dropped,

@@ -541,6 +541,77 @@ static void test_ws_peer_close_1000_is_answered_and_done(void **state)
     sl_buf_dispose(&in);
 }
 
+/* A peer's close split between reads, at every offset: wslay checked the reason's UTF-8
+ * skipping the first two bytes of each piece it was handed, so a valid reason read in two
+ * pieces was refused (1007) and an invalid one let through, depending on the split. */
+static void test_ws_close_reason_split_across_reads_is_checked_once(void **state)
+{
+    (void)state;
+    sl_buf_t in;
+    sl_buf_init(&in);
+    client_close(&in, 1000, "ab\xc3\xa9"); /* "abé" */
+    for (size_t cut = 0; cut <= in.len; cut++) {
+        peer_t p;
+        peer_init(&p, 1024);
+        assert_int_equal(sl_ws_feed(p.ws, in.data, cut), 0);
+        assert_int_equal(sl_ws_feed(p.ws, in.data + cut, in.len - cut), 0);
+        assert_int_equal(p.close_code, 1000);
+        size_t off = 0;
+        frame_t f;
+        next_frame(&p.out, &off, &f);
+        assert_int_equal(f.b0, FIN | OP_CLOSE);
+        assert_int_equal(f.len, 6);
+        assert_memory_equal(f.payload,
+                            "\x03\xe8"
+                            "ab\xc3\xa9",
+                            6);
+        assert_true(sl_ws_done(p.ws));
+        peer_dispose(&p);
+    }
+    sl_buf_reset(&in);
+    client_close(&in, 1000, "\xff\xfe");
+    for (size_t cut = 0; cut <= in.len; cut++) {
+        peer_t p;
+        peer_init(&p, 1024);
+        int rc = sl_ws_feed(p.ws, in.data, cut);
+        if (rc == 0)
+            rc = sl_ws_feed(p.ws, in.data + cut, in.len - cut);
+        assert_int_equal(rc, SL_EINVAL);
+        expect_only_close(&p.out, 1007);
+        assert_int_equal(p.closes, 0);
+        peer_dispose(&p);
+    }
+    sl_buf_dispose(&in);
+}
+
+/* A close right behind a long text in the same read sits across wslay's 4 KiB read buffer: the
+ * text frame is 4088 bytes, so the close's code ends the first 4096 and its reason starts the
+ * next. It is still read as one close. */
+static void test_ws_control_frame_across_4k_of_input_is_whole(void **state)
+{
+    (void)state;
+    sl_buf_t in;
+    sl_buf_init(&in);
+    char big[4081];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    client(&in, FIN | OP_TEXT, big);
+    assert_int_equal(in.len, 4088);
+    client_close(&in, 1000, "a\xc3\xa9");
+    peer_t p;
+    peer_init(&p, 1 << 16);
+    assert_int_equal(sl_ws_feed(p.ws, in.data, in.len), 0);
+    assert_int_equal(p.texts, 1);
+    assert_int_equal(p.close_code, 1000);
+    size_t off = 0;
+    frame_t f;
+    next_frame(&p.out, &off, &f);
+    assert_int_equal(f.b0, FIN | OP_CLOSE);
+    assert_int_equal(f.len, 5);
+    peer_dispose(&p);
+    sl_buf_dispose(&in);
+}
+
 static void test_ws_peer_close_without_code_reports_1005(void **state)
 {
     (void)state;
@@ -704,6 +775,8 @@ int main(void)
         cmocka_unit_test(test_ws_binary_message_fails_with_1003),
         cmocka_unit_test(test_ws_peer_close_1000_is_answered_and_done),
         cmocka_unit_test(test_ws_peer_close_without_code_reports_1005),
+        cmocka_unit_test(test_ws_close_reason_split_across_reads_is_checked_once),
+        cmocka_unit_test(test_ws_control_frame_across_4k_of_input_is_whole),
         cmocka_unit_test(test_ws_send_text_uses_7_16_and_64_bit_lengths),
         cmocka_unit_test(test_ws_send_from_on_text_goes_out_before_the_close_reply),
         cmocka_unit_test(test_ws_our_close_then_peer_close_is_done),

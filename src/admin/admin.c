@@ -12,6 +12,7 @@
 #include "net/conn.h"
 #include "net/worker.h"
 #include "policy/auth.h"
+#include "relay/breaker.h"
 #include "store/store.h"
 
 static void json(sl_conn_t *c, int status, const char *body)
@@ -57,6 +58,13 @@ static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
     sl_buf_t out;
     sl_buf_init(&out);
     sl_metrics_render(shards, n, &p, &out);
+    /* The breakers are the process's, not a worker's: rendered from the one table. */
+    const sl_config_t *cfg = c->w->cfg;
+    const char *providers[256];
+    size_t np = 0;
+    for (size_t i = 0; i < cfg->nproviders && np < 256; i++)
+        providers[np++] = cfg->providers[i].name;
+    sl_breakers_render(app->breakers, providers, np, &out);
     sl_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", out.data ? out.data : "",
                     out.len, "Cache-Control: no-store\r\n");
     sl_buf_dispose(&out);

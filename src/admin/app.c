@@ -7,6 +7,7 @@
 #include "http/router.h"
 #include "net/worker.h"
 #include "policy/ratelimit.h"
+#include "relay/breaker.h"
 
 void sl_app_init(sl_app_t *app, const char *config_path, sl_config_t *cfg, sl_router_t *router,
                  sl_router_t *(*build_router)(const sl_config_t *cfg))
@@ -17,6 +18,7 @@ void sl_app_init(sl_app_t *app, const char *config_path, sl_config_t *cfg, sl_ro
     app->build_router = build_router;
     app->start_time_s = (double)sl_wall_s();
     app->limiter = sl_limiter_new();
+    app->breakers = sl_breakers_new();
     uv_mutex_init(&app->mu);
 }
 
@@ -28,6 +30,8 @@ void sl_app_dispose(sl_app_t *app)
     app->router = NULL;
     sl_limiter_free(app->limiter);
     app->limiter = NULL;
+    sl_breakers_free(app->breakers);
+    app->breakers = NULL;
     uv_mutex_destroy(&app->mu);
 }
 

@@ -19,8 +19,9 @@ typedef struct sl_app {
     const char *config_path; /* borrowed (argv); NULL = the embedded default */
     sl_worker_t *workers;    /* borrowed: main's array */
     int nworkers;
-    sl_store_t *store;          /* borrowed */
-    struct sl_limiter *limiter; /* owned: this process's rate-limit buckets, shared by workers */
+    sl_store_t *store;            /* borrowed */
+    struct sl_limiter *limiter;   /* owned: this process's rate-limit buckets, shared by workers */
+    struct sl_breakers *breakers; /* owned: this process's circuit breakers, shared by workers */
     sl_router_t *(*build_router)(const sl_config_t *cfg);
     double start_time_s;
     uv_mutex_t mu;                       /* serialises reloads */

@@ -23,10 +23,9 @@ static const char *const no_labels[MAX_LABELS] = {"", "", "", "", ""};
 
 /* How a family's series combine across shards (and which fields of a series it uses). */
 typedef enum kind {
-    K_COUNTER,       /* count, summed */
-    K_GAUGE_SUM,     /* gauge, summed */
-    K_GAUGE_BREAKER, /* gauge, the worst state wins (see worse()) */
-    K_HISTOGRAM,     /* buckets, count and sum, each summed */
+    K_COUNTER,   /* count, summed */
+    K_GAUGE_SUM, /* gauge, summed */
+    K_HISTOGRAM, /* buckets, count and sum, each summed */
 } kind_t;
 
 typedef struct family {
@@ -68,7 +67,6 @@ enum {
     F_RETRIES,
     F_FALLBACKS,
     F_RATELIMITED,
-    F_BREAKER,
     F_ACTIVE,
     F_COUNT
 };
@@ -138,12 +136,6 @@ static const family_t fams[F_COUNT] = {
                        K_COUNTER,
                        2,
                        {"dialect", "scope"}},
-    [F_BREAKER] = {"sluice_breaker_state",
-                   "Circuit breaker state (0 closed, 1 open, 2 half-open); the worst state across "
-                   "workers, open before half-open before closed.",
-                   K_GAUGE_BREAKER,
-                   1,
-                   {"provider"}},
     [F_ACTIVE] =
         {"sluice_active_streams", "Streams in flight, all workers.", K_GAUGE_SUM, 0, {NULL}},
 };
@@ -421,16 +413,6 @@ void sl_metrics_fallback(sl_metrics_t *m, const char *from_provider, const char 
     uv_mutex_unlock(&m->lock);
 }
 
-void sl_metrics_breaker(sl_metrics_t *m, const char *provider, int state)
-{
-    const char *v[] = {lv(provider)};
-    uv_mutex_lock(&m->lock);
-    series_t *s = get(m, F_BREAKER, v);
-    if (s)
-        s->gauge = state;
-    uv_mutex_unlock(&m->lock);
-}
-
 void sl_metrics_active(sl_metrics_t *m, int delta)
 {
     uv_mutex_lock(&m->lock);
@@ -450,16 +432,6 @@ void sl_metrics_ratelimited(sl_metrics_t *m, const char *dialect, const char *sc
 
 /* ---- merging (the scraping thread) ---- */
 
-/* Breaker states ranked by how much an operator needs to see them: one worker with the
- * provider open matters more than another probing it half-open. Plain max would rank
- * half-open (2) above open (1). */
-static int64_t worse(int64_t a, int64_t b)
-{
-    int ra = a == 1 ? 2 : a == 2 ? 1 : 0;
-    int rb = b == 1 ? 2 : b == 2 ? 1 : 0;
-    return rb > ra ? b : a;
-}
-
 static void merge_series(table_t *agg, const series_t *s)
 {
     const char *v[MAX_LABELS] = {"", "", "", "", ""}; /* key_split fills nlabels of them */
@@ -468,7 +440,6 @@ static void merge_series(table_t *agg, const series_t *s)
     switch (fams[s->fam].kind) {
     case K_COUNTER: d->count += s->count; break;
     case K_GAUGE_SUM: d->gauge += s->gauge; break;
-    case K_GAUGE_BREAKER: d->gauge = worse(d->gauge, s->gauge); break;
     case K_HISTOGRAM:
         for (int i = 0; i < fams[s->fam].nbounds; i++)
             d->buckets[i] += s->buckets[i];
@@ -592,7 +563,6 @@ static void put_series(sl_buf_t *out, const series_t *s)
         sl_buf_printf(out, " %llu\n", (unsigned long long)s->count);
         break;
     case K_GAUGE_SUM:
-    case K_GAUGE_BREAKER:
         put_name(out, s, "", NULL);
         sl_buf_printf(out, " %lld\n", (long long)s->gauge);
         break;
@@ -604,7 +574,7 @@ static void put_series(sl_buf_t *out, const series_t *s)
  * shows does not depend on traffic; label-less families always show their one series. */
 static void put_families(sl_buf_t *out, table_t *agg)
 {
-    static const char *const types[] = {"counter", "gauge", "gauge", "histogram"};
+    static const char *const types[] = {"counter", "gauge", "histogram"};
     for (int f = 0; f < F_COUNT; f++)
         if (fams[f].nlabels == 0)
             (void)table_get(agg, f, no_labels, 0); /* created for its zero value */

@@ -39,8 +39,6 @@ void sl_metrics_gap(sl_metrics_t *m, double gap_ms);
 void sl_metrics_gaps(sl_metrics_t *m, const double *gaps_ms, size_t n);
 void sl_metrics_retry(sl_metrics_t *m, const char *provider);
 void sl_metrics_fallback(sl_metrics_t *m, const char *from_provider, const char *to_provider);
-/* Circuit breaker state of a provider in this worker: 0 closed, 1 open, 2 half-open. */
-void sl_metrics_breaker(sl_metrics_t *m, const char *provider, int state);
 /* Streams in flight: +1 when one starts, -1 when it ends. */
 void sl_metrics_active(sl_metrics_t *m, int delta);
 void sl_metrics_ratelimited(sl_metrics_t *m, const char *dialect, const char *scope);

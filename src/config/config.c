@@ -93,6 +93,7 @@ static sl_config_t *new_config(const char *source)
     c->retry_backoff_ms = 100;
     c->retry_max_backoff_ms = 2000;
     c->retry_max_after_ms = 10000;
+    c->fail_open = true;
     c->metrics = true;
     c->access_log = true;
     sl_cfgsec_defaults(c);
@@ -447,7 +448,8 @@ static int parse_base_url(sl_ytree_t *t, const yaml_node_t *v, sl_provider_cfg_t
 
 static int parse_breaker(sl_ytree_t *t, const yaml_node_t *v, sl_provider_cfg_t *p)
 {
-    static const char *const allowed[] = {"failures", "cooldown", NULL};
+    static const char *const allowed[] = {"failures", "cooldown", "max_cooldown", "max_rate_limit",
+                                          NULL};
     int rc = sl_ytree_check_map(t, v, "breaker", allowed, NULL);
     yaml_node_t *f = rc == 0 ? sl_ytree_get(t, v, "failures") : NULL;
     uint64_t n = 0;
@@ -455,6 +457,15 @@ static int parse_breaker(sl_ytree_t *t, const yaml_node_t *v, sl_provider_cfg_t 
         p->breaker_failures = (unsigned)n;
     if (rc == 0 && (f = sl_ytree_get(t, v, "cooldown")))
         rc = sl_ytree_duration(t, f, "cooldown", &p->breaker_cooldown_ms);
+    yaml_node_t *maxc = rc == 0 ? sl_ytree_get(t, v, "max_cooldown") : NULL;
+    if (maxc)
+        rc = sl_ytree_duration(t, maxc, "max_cooldown", &p->breaker_max_cooldown_ms);
+    else if (rc == 0 && p->breaker_max_cooldown_ms < p->breaker_cooldown_ms)
+        p->breaker_max_cooldown_ms = p->breaker_cooldown_ms; /* a longer cooldown than 2 min */
+    if (rc == 0 && maxc && p->breaker_max_cooldown_ms < p->breaker_cooldown_ms)
+        rc = sl_ytree_error(t, maxc, "max_cooldown: must not be shorter than cooldown");
+    if (rc == 0 && (f = sl_ytree_get(t, v, "max_rate_limit")))
+        rc = sl_ytree_duration(t, f, "max_rate_limit", &p->breaker_max_rate_limit_ms);
     return rc;
 }
 
@@ -569,7 +580,9 @@ static void provider_defaults(sl_provider_cfg_t *p, const char *name)
     p->tokens = DEFAULT_TOKENS;
     p->max_tokens = 1024;
     p->breaker_failures = 5;
-    p->breaker_cooldown_ms = 30000;
+    p->breaker_cooldown_ms = 10000;
+    p->breaker_max_cooldown_ms = 120000;
+    p->breaker_max_rate_limit_ms = 60000;
 }
 
 static int parse_providers(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)

@@ -29,10 +29,14 @@ typedef struct sl_provider_cfg {
                             anthropic: anthropic-version header (default 2023-06-01) */
     char *deployment;    /* owned; azure: deployment name, NULL = the target's model name */
     uint64_t max_tokens; /* anthropic: max_tokens when the request has none (default 1024) */
-    /* circuit breaker: after this many failures in a row the provider is skipped for
-     * cooldown, then one request probes it (DESIGN §5) */
-    unsigned breaker_failures;    /* default 5; 0 = no breaker */
-    uint64_t breaker_cooldown_ms; /* default 30 s */
+    /* circuit breaker of each of its targets (relay/breaker.h, DESIGN §5): after this many
+     * upstream failures in a row a target is skipped for cooldown, then one request probes
+     * it; a failed probe doubles the period up to max_cooldown. A 429 skips the target for
+     * its Retry-After, at most max_rate_limit. */
+    unsigned breaker_failures;          /* default 5; 0 = never opens */
+    uint64_t breaker_cooldown_ms;       /* default 10 s */
+    uint64_t breaker_max_cooldown_ms;   /* default 2 min */
+    uint64_t breaker_max_rate_limit_ms; /* default 60 s */
     /* mock: when the first token comes, how fast the rest follow, how many there are */
     uint64_t ttft_ms;    /* default 200 */
     double tokens_per_s; /* default 40; > 0 */
@@ -153,6 +157,10 @@ typedef struct sl_config {
     uint64_t retry_backoff_ms;     /* default 100 ms */
     uint64_t retry_max_backoff_ms; /* default 2 s */
     uint64_t retry_max_after_ms;   /* default 10 s */
+    /* retry.fail_open: when every target of a route is skipped by its breaker, try them
+     * anyway, least recently failed first (default true); false answers 503 with Retry-After
+     * = the shortest remaining cooldown. */
+    bool fail_open;
 
     bool metrics;    /* observability.metrics: /metrics is served and counted (default true) */
     bool access_log; /* observability.access_log: one JSON line per request (default true) */

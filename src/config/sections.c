@@ -411,7 +411,8 @@ int sl_cfgsec_finish(sl_ytree_t *t, sl_config_t *c, const sl_cfgsec_ctx_t *ctx)
 
 int sl_cfgsec_retry(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 {
-    static const char *const allowed[] = {"backoff", "max_backoff", "max_retry_after", NULL};
+    static const char *const allowed[] = {"backoff", "max_backoff", "max_retry_after", "fail_open",
+                                          NULL};
     int rc = sl_ytree_check_map(t, v, "retry", allowed, NULL);
     yaml_node_t *f;
     if (rc == 0 && (f = sl_ytree_get(t, v, "backoff")))
@@ -420,6 +421,8 @@ int sl_cfgsec_retry(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
         rc = sl_ytree_duration(t, f, "max_backoff", &c->retry_max_backoff_ms);
     if (rc == 0 && (f = sl_ytree_get(t, v, "max_retry_after")))
         rc = sl_ytree_duration(t, f, "max_retry_after", &c->retry_max_after_ms);
+    if (rc == 0 && (f = sl_ytree_get(t, v, "fail_open")))
+        rc = sl_cfgsec_bool(t, f, "fail_open", &c->fail_open);
     return rc;
 }
 

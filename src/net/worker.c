@@ -310,7 +310,6 @@ void sl_worker_join(sl_worker_t *w)
 {
     uv_thread_join(&w->thread);
     (void)uv_loop_close(&w->loop); /* every handle was closed in run() */
-    sl_breakers_dispose(&w->breakers);
     sl_metrics_free(w->metrics);
     w->metrics = NULL;
     sl_keyset_unref(w->keys);

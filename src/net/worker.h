@@ -9,7 +9,6 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/err.h"
-#include "relay/breaker.h"
 
 typedef struct sl_conn sl_conn_t;
 typedef struct sl_router sl_router_t;
@@ -41,7 +40,6 @@ typedef struct sl_worker {
     sl_router_t *next_router;   /* owned ref, or NULL */
     sl_multi_t *multi;          /* owned */
     sl_store_client_t *store;   /* owned: this worker's endpoint to the store thread */
-    sl_breakers_t breakers;     /* owned: circuit breakers of the providers, for this worker */
     struct sl_metrics *metrics; /* owned: this worker's shard */
     struct sl_keyset *keys;     /* owned ref: the API-key snapshot of the current request */
     struct sl_redis *redis;     /* owned: shared limits (store.redis), NULL when local */

@@ -12,10 +12,14 @@
 #include "net/conn.h"
 #include "net/worker.h"
 #include "policy/admit.h"
+#include "relay/breaker.h"
 #include "store/keys.h"
 #include "store/redis.h"
 #include "store/store.h"
 #include "upstream/provider.h"
+
+/* Targets remembered for the fail-open pass (a route rarely has more than a few). */
+#define SKIPPED_MAX 16
 
 struct sl_relay {
     sl_conn_t *conn;  /* weak: cleared by on_gone when the client leaves */
@@ -34,11 +38,18 @@ struct sl_relay {
     /* Fallback (DESIGN §5): targets tried in order while nothing reached the client. */
     const sl_model_cfg_t *route; /* borrowed from cfg */
     size_t target_i;
-    unsigned tries;    /* attempts made on the current target */
-    bool non_stream;   /* the current attempt is the stream → non-stream retry */
-    bool committed;    /* an answer event reached the dialect: failures are reported now */
-    bool probe;        /* the current attempt is its breaker's probe */
-    double t_attempt;  /* sl_now_ms() when the current attempt started */
+    unsigned tries;  /* attempts made on the current target */
+    bool non_stream; /* the current attempt is the stream → non-stream retry */
+    bool committed;  /* an answer event reached the dialect: failures are reported now */
+    bool probe;      /* the current attempt is its breaker's probe */
+    /* Targets skipped by their breaker on the first pass, tried anyway on a second one when
+     * every target was unavailable (retry.fail_open), least recently failed first. */
+    unsigned pass; /* 0: the route's targets in order; 1: the skipped ones */
+    size_t nskipped, skipped_i;
+    uint8_t skipped[SKIPPED_MAX];
+    uint64_t skipped_failed[SKIPPED_MAX]; /* when each last failed (0 never) */
+    uint64_t available_ms;                /* the soonest a skipped target is available again */
+    double t_attempt;                     /* sl_now_ms() when the current attempt started */
     uv_timer_t retry;  /* the next attempt, after a backoff (or at once, outside callbacks) */
     int closes;        /* uv handles still to be closed before free */
     sl_buf_t attempts; /* owned; JSON objects of the failed attempts, for the access log */
@@ -66,6 +77,45 @@ struct sl_relay {
 };
 
 static const sl_conn_hooks_t hooks;
+
+/* ---- circuit breakers (relay/breaker.h): one per target, shared by the process ---- */
+
+static sl_breakers_t *breakers(const sl_relay_t *r)
+{
+    return r->w->app ? r->w->app->breakers : NULL;
+}
+
+/* The target's upstream model: configured, or the client's name passing through. */
+static const char *upstream_model(const sl_relay_t *r)
+{
+    return r->target->model ? r->target->model : r->req.model;
+}
+
+static void breaker_policy(const sl_provider_cfg_t *p, sl_breaker_policy_t *out)
+{
+    *out = (sl_breaker_policy_t){.failures = p->breaker_failures,
+                                 .cooldown_ms = p->breaker_cooldown_ms,
+                                 .max_cooldown_ms = p->breaker_max_cooldown_ms,
+                                 .max_rate_limit_ms = p->breaker_max_rate_limit_ms};
+}
+
+/* Tells the current target's breaker how the attempt went; the probe, if it was one, is over. */
+static void breaker_report(sl_relay_t *r, sl_breaker_outcome_t outcome, int retry_after,
+                           const char *why)
+{
+    sl_breaker_policy_t p;
+    breaker_policy(r->pcfg, &p);
+    sl_breakers_report(breakers(r), r->pcfg->name, upstream_model(r), &p, outcome, retry_after,
+                       r->probe, why, uv_now(&r->w->loop));
+    r->probe = false;
+}
+
+/* What the upstream is to blame for: 5xx answers, connect/reset errors and timeouts (504).
+ * Never a 4xx, and never the client's own abort (that never arrives as an event). */
+static bool upstream_caused(const sl_error_info_t *e)
+{
+    return e->status == 0 || e->status >= 500;
+}
 
 static void free_relay(uv_handle_t *h)
 {
@@ -281,6 +331,9 @@ static void deliver(sl_relay_t *r, const sl_event_t *ev)
 }
 
 static bool try_again(sl_relay_t *r, const sl_event_t *ev);
+static bool has_next(const sl_relay_t *r);
+static const char *next_provider(const sl_relay_t *r);
+static void step(sl_relay_t *r);
 
 static void on_event(void *ud, const sl_event_t *ev)
 {
@@ -294,17 +347,14 @@ static void on_event(void *ud, const sl_event_t *ev)
             r->committed = true; /* from here on a failure is reported, never replaced */
             /* No attempt will need the request again: a long stream need not keep it. */
             sl_chat_req_drop_json(&r->req);
-            sl_breaker_t *b = sl_breakers_get(&r->w->breakers, r->pcfg->name);
-            if (b->state != SL_BREAKER_CLOSED && r->cfg->metrics)
-                sl_metrics_breaker(r->w->metrics, b->name, SL_BREAKER_CLOSED);
-            sl_breaker_success(b);
-            r->probe = false;
+            breaker_report(r, ev->type == SL_EV_END ? SL_BREAKER_SUCCEEDED : SL_BREAKER_ANSWERED,
+                           -1, NULL);
         }
-    } else if (ev->type == SL_EV_ERROR && ev->error.status >= 500) {
-        /* A drop mid-answer still counts against the provider. */
-        sl_breaker_failure(sl_breakers_get(&r->w->breakers, r->pcfg->name),
-                           r->pcfg->breaker_failures, r->pcfg->breaker_cooldown_ms,
-                           uv_now(&r->w->loop));
+    } else if (ev->type == SL_EV_END) {
+        breaker_report(r, SL_BREAKER_SUCCEEDED, -1, NULL);
+    } else if (ev->type == SL_EV_ERROR && upstream_caused(&ev->error)) {
+        /* A drop mid-answer still counts against the target. */
+        breaker_report(r, SL_BREAKER_FAILED, -1, ev->error.code ? ev->error.code : "error");
     }
     deliver(r, ev);
 }
@@ -333,7 +383,7 @@ static void on_gone(void *ud)
         r->pstate = NULL;
     }
     if (r->probe)
-        sl_breaker_abandon(sl_breakers_get(&r->w->breakers, r->pcfg->name));
+        breaker_report(r, SL_BREAKER_ABANDONED, -1, NULL);
     finalize(r, 499);
     r->conn = NULL;
     release(r);
@@ -436,17 +486,15 @@ static bool try_again(sl_relay_t *r, const sl_event_t *ev)
     const sl_error_info_t *e = &ev->error;
     int st = e->status ? e->status : 502;
     bool retryable = st == 429 || st >= 500;
-    note_attempt(r, r->pcfg->name, st, e->code ? e->code : e->message);
+    const char *why = e->code ? e->code : e->message;
+    note_attempt(r, r->pcfg->name, st, why);
     keep_error(r, e);
-    sl_breaker_t *b = sl_breakers_get(&r->w->breakers, r->pcfg->name);
-    if (retryable)
-        sl_breaker_failure(b, r->pcfg->breaker_failures, r->pcfg->breaker_cooldown_ms,
-                           uv_now(&r->w->loop));
-    else if (r->probe)
-        sl_breaker_success(b); /* it answered: the provider is up, the request was refused */
-    r->probe = false;
-    if (r->cfg->metrics)
-        sl_metrics_breaker(r->w->metrics, b->name, (int)b->state);
+    if (st == 429)
+        breaker_report(r, SL_BREAKER_LIMITED, e->retry_after, why);
+    else if (upstream_caused(e))
+        breaker_report(r, SL_BREAKER_FAILED, -1, why);
+    else /* it answered: the upstream is up, the request was refused */
+        breaker_report(r, SL_BREAKER_SUCCEEDED, -1, why);
     if (r->cancelled || !r->conn)
         return false;
     bool whole_instead = r->target->fallback_to_non_stream || r->req.fallback_to_non_stream;
@@ -462,7 +510,9 @@ static bool try_again(sl_relay_t *r, const sl_event_t *ev)
         return false;
     bool too_long =
         e->retry_after >= 0 && (uint64_t)e->retry_after * 1000 > r->cfg->retry_max_after_ms;
-    if (r->tries < r->target->retries && !too_long) {
+    /* A 429 is the upstream asking for less traffic: another target answers sooner. */
+    bool elsewhere = st == 429 && has_next(r);
+    if (r->pass == 0 && r->tries < r->target->retries && !too_long && !elsewhere) {
         uint64_t delay = backoff_ms(r, e->retry_after);
         r->tries++;
         r->nretries++;
@@ -471,40 +521,140 @@ static bool try_again(sl_relay_t *r, const sl_event_t *ev)
         uv_timer_start(&r->retry, on_retry, delay, 0);
         return true;
     }
-    if (r->target_i + 1 >= r->route->ntargets)
+    if (!has_next(r))
         return false;
-    if (r->cfg->metrics) {
-        const sl_target_cfg_t *next = &r->route->targets[r->target_i + 1];
-        sl_metrics_fallback(r->w->metrics, r->pcfg->name, r->cfg->providers[next->provider].name);
-    }
-    r->target_i++;
-    r->tries = 0;
-    r->non_stream = false;
+    if (r->cfg->metrics)
+        sl_metrics_fallback(r->w->metrics, r->pcfg->name, next_provider(r));
+    step(r);
     r->nfallbacks++;
     uv_timer_start(&r->retry, on_retry, 0, 0); /* at once, but outside the provider's callback */
     return true;
 }
 
-/* Starts the current target, skipping those whose breaker is open. */
+/* The target in use from here on. */
+static void use_target(sl_relay_t *r, size_t i)
+{
+    r->target = &r->route->targets[i];
+    r->pcfg = &r->cfg->providers[r->target->provider];
+    r->prov = sl_provider_ops_for(r->pcfg->type);
+}
+
+/* The breaker skipped target i: remember it for the fail-open pass. */
+static void remember_skip(sl_relay_t *r, size_t i, const sl_breaker_check_t *chk)
+{
+    r->t_attempt = 0;
+    note_attempt(r, r->pcfg->name, 503, chk->why);
+    uint64_t at = chk->available_ms ? chk->available_ms : uv_now(&r->w->loop) + 1000;
+    if (!r->available_ms || at < r->available_ms)
+        r->available_ms = at;
+    if (r->nskipped < SKIPPED_MAX && i <= UINT8_MAX) {
+        r->skipped[r->nskipped] = (uint8_t)i;
+        r->skipped_failed[r->nskipped++] = chk->last_failure_ms;
+    }
+}
+
+/* Every target was tried or skipped and none answered: with retry.fail_open the skipped ones
+ * are tried after all, least recently failed first (a breaker must never turn a blip into an
+ * outage). False when there is nothing more to try. */
+static bool begin_fail_open(sl_relay_t *r)
+{
+    if (r->pass != 0 || !r->nskipped || !r->cfg->fail_open || r->cancelled || !r->conn)
+        return false;
+    for (size_t i = 1; i < r->nskipped; i++) { /* insertion sort: a handful of targets */
+        for (size_t j = i; j > 0 && r->skipped_failed[j - 1] > r->skipped_failed[j]; j--) {
+            uint8_t t = r->skipped[j];
+            uint64_t f = r->skipped_failed[j];
+            r->skipped[j] = r->skipped[j - 1];
+            r->skipped_failed[j] = r->skipped_failed[j - 1];
+            r->skipped[j - 1] = t;
+            r->skipped_failed[j - 1] = f;
+        }
+    }
+    r->pass = 1;
+    r->skipped_i = 0;
+    const sl_target_cfg_t *t = &r->route->targets[r->skipped[0]];
+    sl_log(SL_LOG_INFO,
+           "every target of model '%.200s' is unavailable: trying %s anyway (fail open)",
+           r->req.model, r->cfg->providers[t->provider].name);
+    return true;
+}
+
+static bool has_next(const sl_relay_t *r)
+{
+    if (r->pass == 0)
+        return r->target_i + 1 < r->route->ntargets || (r->cfg->fail_open && r->nskipped);
+    return r->skipped_i + 1 < r->nskipped;
+}
+
+/* The provider the next attempt goes to, as far as is known now (for the fallback metric). */
+static const char *next_provider(const sl_relay_t *r)
+{
+    size_t i = r->pass == 0 && r->target_i + 1 < r->route->ntargets ? r->target_i + 1
+               : r->pass == 0                                       ? r->skipped[0]
+                                                                    : r->skipped[r->skipped_i + 1];
+    return r->cfg->providers[r->route->targets[i].provider].name;
+}
+
+/* Moves to the next target of the current pass. */
+static void step(sl_relay_t *r)
+{
+    if (r->pass == 0)
+        r->target_i++;
+    else
+        r->skipped_i++;
+    r->tries = 0;
+    r->non_stream = false;
+}
+
+/* Nothing answered: the client hears the last failure, or, when every target was skipped and
+ * fail open is off, a 503 saying when one is available again. */
+static void fail_unavailable(sl_relay_t *r)
+{
+    if (r->last_err.message) {
+        sl_event_t ev = {.type = SL_EV_ERROR, .error = r->last_err};
+        deliver(r, &ev);
+        return;
+    }
+    sl_event_t ev = {.type = SL_EV_ERROR};
+    ev.error.status = 503;
+    ev.error.type = "server_error";
+    ev.error.code = "no_provider_available";
+    ev.error.message = "every provider for this model is unavailable (circuit open)";
+    uint64_t now = uv_now(&r->w->loop);
+    uint64_t wait = r->available_ms > now ? r->available_ms - now : 0;
+    ev.error.retry_after = r->nskipped ? (int)((wait + 999) / 1000) : -1;
+    if (r->nskipped && ev.error.retry_after < 1)
+        ev.error.retry_after = 1;
+    deliver(r, &ev);
+}
+
+/* Starts the current target: on the first pass skipping those whose breaker says so, on the
+ * fail-open pass regardless. */
 static void attempt(sl_relay_t *r)
 {
-    for (; r->target_i < r->route->ntargets; r->target_i++, r->tries = 0, r->non_stream = false) {
-        r->target = &r->route->targets[r->target_i];
-        r->pcfg = &r->cfg->providers[r->target->provider];
-        r->prov = sl_provider_ops_for(r->pcfg->type);
-        sl_breaker_t *b = sl_breakers_get(&r->w->breakers, r->pcfg->name);
-        if (!b->reported && r->cfg->metrics) {
-            b->reported = true; /* so the gauge exists (0, closed) before anything fails */
-            sl_metrics_breaker(r->w->metrics, b->name, (int)b->state);
+    for (;;) {
+        if (r->pass == 0 && r->target_i >= r->route->ntargets && !begin_fail_open(r))
+            break;
+        if (r->pass == 1 && r->skipped_i >= r->nskipped)
+            break;
+        size_t i = r->pass == 0 ? r->target_i : r->skipped[r->skipped_i];
+        use_target(r, i);
+        r->probe = false;
+        if (r->pass == 0) {
+            sl_breaker_policy_t p;
+            sl_breaker_check_t chk;
+            breaker_policy(r->pcfg, &p);
+            sl_breakers_check(breakers(r), r->pcfg->name, upstream_model(r), &p,
+                              uv_now(&r->w->loop), &chk);
+            if (chk.verdict == SL_BREAKER_SKIP) {
+                remember_skip(r, i, &chk);
+                if (r->target_i + 1 < r->route->ntargets)
+                    r->nfallbacks++;
+                step(r);
+                continue;
+            }
+            r->probe = chk.verdict == SL_BREAKER_PROBE;
         }
-        if (!sl_breaker_allow(b, uv_now(&r->w->loop))) {
-            r->t_attempt = 0;
-            note_attempt(r, r->pcfg->name, 503, "circuit_open");
-            if (r->target_i + 1 < r->route->ntargets)
-                r->nfallbacks++;
-            continue;
-        }
-        r->probe = b->state == SL_BREAKER_HALF_OPEN;
         sl_upstream_call_t call = {
             .loop = &r->w->loop,
             .multi = r->w->multi,
@@ -526,16 +676,10 @@ static void attempt(sl_relay_t *r)
         r->pstate = NULL;
         note_attempt(r, r->pcfg->name, 500, "could not start the upstream call");
         if (r->probe)
-            sl_breaker_abandon(b);
+            breaker_report(r, SL_BREAKER_ABANDONED, -1, NULL);
+        step(r);
     }
-    /* Every target failed or is skipped: the client hears the last failure. */
-    if (r->last_err.message) {
-        sl_event_t ev = {.type = SL_EV_ERROR, .error = r->last_err};
-        deliver(r, &ev);
-    } else {
-        fail_early(r, 503, "server_error", "no_provider_available",
-                   "every provider for this model is unavailable (circuit open)");
-    }
+    fail_unavailable(r);
 }
 
 static void on_retry(uv_timer_t *t)

@@ -3,8 +3,7 @@
 // jitter, Retry-After honoured up to retry.max_retry_after), then moves to the next target; the
 // client sees only the answer that succeeded, byte for byte, and the access log lists every
 // attempt. Other 4xx are not retried. Once output started, a failure is an in-stream error and
-// no other target is called. Circuit breakers (per provider, per worker: one worker here) skip
-// a failing provider for its cooldown, then let one probe through. `fallback_to_non_stream`
+// no other target is called (the circuit breakers are tested in breaker.test.mjs). `fallback_to_non_stream`
 // retries a streaming call that failed before output without streaming, and the streaming
 // client still gets a whole SSE stream.
 //
@@ -69,9 +68,7 @@ const ctx = useSluice(async (up) => {
     ...cfg.providers,
     a500: oai(up.port), a500p: oai(up.port), a429: oai(up.port), ahang: oai(up.port), a400: oai(up.port),
     adrop: oai(up.port), dead: oai(dead), b: oai(upB.port),
-    az429: azure, az429cap: azure, azns: azure,
-    brk: oai(up.port, { breaker: { failures: 3, cooldown: '1s' } }), fbk: oai(upB.port),
-    brk2: oai(up.port, { breaker: { failures: 2, cooldown: '500ms' } }),
+    az429: azure, az429solo: azure, az429cap: azure, azns: azure,
     refuser: { type: 'openai', base_url: `http://127.0.0.1:${front.port}/v1`, api_key: UPSTREAM_KEY, breaker: NO_BREAKER },
   };
   cfg.models = {
@@ -80,18 +77,12 @@ const ctx = useSluice(async (up) => {
     'fb500p-*': [{ provider: 'a500p', model: 'status-500', retries: 1 }, { provider: 'b' }],
     'fb429-*': [{ provider: 'a429', model: 'status-429', retries: 0 }, { provider: 'b' }],
     'fbra-*': [{ provider: 'az429', model: 'status-429:1', retries: 1 }, { provider: 'b' }],
+    'fbrasolo-*': [{ provider: 'az429solo', model: 'status-429:1', retries: 1 }],
     'fbracap-*': [{ provider: 'az429cap', model: 'status-429:30', retries: 1 }, { provider: 'b' }],
     'fbhang-*': [{ provider: 'ahang', model: 'hang', retries: 1 }, { provider: 'b' }],
     'fbdead-*': [{ provider: 'dead', retries: 1 }, { provider: 'b' }],
     'fb400-*': [{ provider: 'a400', model: 'status-400', retries: 1 }, { provider: 'b' }],
     'fbdrop-*': [{ provider: 'adrop', model: 'drop-mid:2', retries: 1 }, { provider: 'b' }],
-    // breaker: the client's model picks A's scenario (status-500 fails, chunks* succeed)
-    'status-*': [{ provider: 'brk', retries: 0 }, { provider: 'fbk', model: 'ok' }],
-    'chunks*': [{ provider: 'brk', retries: 0 }, { provider: 'fbk', model: 'ok' }],
-    'slow-*': [{ provider: 'brk', retries: 0 }, { provider: 'fbk', model: 'ok' }],
-    'solo-*': [{ provider: 'brk', retries: 0 }],
-    'b2fail-*': [{ provider: 'brk2', model: 'status-500', retries: 0 }, { provider: 'fbk', model: 'ok' }],
-    'b2ok-*': [{ provider: 'brk2', retries: 0 }, { provider: 'fbk', model: 'ok' }],
     // stream → non-stream
     'ns-*': [{ provider: 'refuser', retries: 0, fallback_to_non_stream: true }],
     'nsoff-*': [{ provider: 'refuser', retries: 0 }],
@@ -162,17 +153,26 @@ describe('fallback to the next target before anything was sent', { timeout: 60_0
     assert.deepEqual(attempts(await logLine(rid)), [{ provider: 'a429', status: 429 }, { provider: 'b', status: 200 }]);
   });
 
-  test('429 with Retry-After: 1 → the retry waits ~1 s, then B', async () => {
+  test('429 with Retry-After: 1 and another target: B at once, A not retried (it cools down instead)', async () => {
     const rid = uid('fbra');
     const body = chat('fbra-x', rid, { stream: true });
-    const { s } = await streamTimed(body, rid);
+    const { s, ms } = await streamTimed(body, rid);
     assertFromB(s, body, rid);
+    assert.ok(ms < 900, `took ${ms.toFixed(0)} ms: waited for A's Retry-After`);
+    assert.equal(byRid(az, rid).length, 1, 'the Azure target: one call');
+    assert.deepEqual(attempts(await logLine(rid)), [{ provider: 'az429', status: 429 }, { provider: 'b', status: 200 }]);
+  });
+
+  test('429 with Retry-After: 1 on the only target: the retry waits ~1 s, then the client hears the 429', async () => {
+    const rid = uid('fbrasolo');
+    const r = await post(chat('fbrasolo-x', rid), { 'x-request-id': rid });
+    assertErrorBody(r, 429);
     const a = byRid(az, rid);
     assert.equal(a.length, 2, 'the Azure target: first call and one retry');
     const gap = a[1].t - a[0].t;
     assert.ok(gap >= 900, `the retry came ${gap.toFixed(0)} ms after a 429 with Retry-After: 1`);
     assert.ok(gap < 2500, `the retry came ${gap.toFixed(0)} ms after a 429 with Retry-After: 1`);
-    assert.deepEqual(attempts(await logLine(rid)), [{ provider: 'az429', status: 429 }, { provider: 'az429', status: 429 }, { provider: 'b', status: 200 }]);
+    assert.deepEqual(attempts(await logLine(rid)), [{ provider: 'az429solo', status: 429 }, { provider: 'az429solo', status: 429 }]);
   });
 
   test('429 with Retry-After: 30 > max_retry_after (1.5 s) → no 30 s wait; B answers', async () => {
@@ -234,77 +234,6 @@ describe('fallback to the next target before anything was sent', { timeout: 60_0
     await ctx.sl.waitForLog((l) => l.request_id === rid, 3000, 'the log line');
     assert.equal(byRid(ctx.up, rid).length, 1, 'A must not be retried once output started');
     assert.equal(byRid(upB, rid).length, 0, 'B must not be called once output started');
-  });
-});
-
-describe('circuit breaker (failures: 3, cooldown: 1s, one worker)', { timeout: 60_000 }, () => {
-  test('3 failures open it: skipped without a call, 503 when alone; after the cooldown one probe; success closes it', async () => {
-    // Three consecutive failures; each request still succeeds through fbk.
-    for (let i = 0; i < 3; i++) {
-      const rid = uid('brk-fail');
-      const r = await post(chat('status-500', rid), { 'x-request-id': rid });
-      assert.equal(r.status, 200, `failure ${i + 1}: ${r.status} ${r.text.slice(0, 200)}`);
-      assert.equal(byRid(ctx.up, rid).length, 1, `failure ${i + 1}: brk was called`);
-    }
-    const openedAt = performance.now();
-
-    // Open: brk is skipped, fbk answers; a route with only brk gets 503.
-    const rid4 = uid('brk-open');
-    const body4 = chat('chunks:2', rid4);
-    const r4 = await post(body4, { 'x-request-id': rid4 });
-    assert.equal(r4.status, 200, r4.text.slice(0, 200));
-    assert.equal(r4.json.choices[0].message.content, contentPieces({ ...body4, model: 'ok' }).join(''), 'fbk\'s answer');
-    assert.equal(byRid(upB, rid4).length, 1);
-    const rid5 = uid('brk-solo');
-    const r5 = await post(chat('solo-x', rid5, { stream: true }), { 'x-request-id': rid5 });
-    assertErrorBody(r5, 503);
-    const m = await scrape(ctx.sl.url);
-    if (m.status === 200) assert.equal(total(m.p, 'sluice_breaker_state', { provider: 'brk' }), 1, 'sluice_breaker_state{provider="brk"} while open');
-    assert.ok(performance.now() - openedAt < 900, 'the checks while open took too long for a 1 s cooldown');
-    assert.equal(byRid(ctx.up, rid4).length + byRid(ctx.up, rid5).length, 0, 'an open breaker must not call the provider');
-
-    // The cooldown is a timer in sluice: wait it out.
-    await sleep(Math.max(0, openedAt + 1150 - performance.now()));
-
-    // One probe goes through (its first byte comes after 300 ms, so a second request arrives
-    // while the probe has not succeeded yet)...
-    const rid6 = uid('brk-probe');
-    const body6 = chat('slow-first:300', rid6, { stream: true });
-    const probe = openStream(url(), body6, { headers: { 'x-request-id': rid6 } });
-    await ctx.up.waitForRequest((r) => r.headers['x-request-id'] === rid6, 3000, 0, 'the probe at brk');
-    const rid7 = uid('brk-during-probe');
-    const r7 = await post(chat('chunks:2', rid7), { 'x-request-id': rid7 });
-    assert.equal(r7.status, 200);
-    assert.equal(byRid(ctx.up, rid7).length, 0, 'half-open lets one probe through, not a second request');
-    assert.equal(byRid(upB, rid7).length, 1);
-    await probe.finished(5000);
-    assert.equal(probe.body(), expectedClientStream(body6), 'the probe\'s answer, byte for byte');
-
-    // ...and its success closes the breaker.
-    const rid8 = uid('brk-closed');
-    const body8 = chat('chunks:3', rid8);
-    const r8 = await post(body8, { 'x-request-id': rid8 });
-    assert.equal(r8.status, 200);
-    assert.equal(byRid(ctx.up, rid8).length, 1, 'a closed breaker calls the provider again');
-    assert.equal(r8.json.choices[0].message.content, contentPieces(body8).join(''));
-    const m2 = await scrape(ctx.sl.url);
-    if (m2.status === 200) assert.equal(total(m2.p, 'sluice_breaker_state', { provider: 'brk' }), 0, 'sluice_breaker_state{provider="brk"} once closed');
-  });
-
-  test('a failed probe opens the breaker again for another cooldown (failures: 2, cooldown: 500ms)', async () => {
-    const send = async (model, label) => {
-      const rid = uid(label);
-      const r = await post(chat(model, rid), { 'x-request-id': rid });
-      assert.equal(r.status, 200, `${label}: ${r.status} ${r.text.slice(0, 200)}`);
-      return byRid(ctx.up, rid).length;
-    };
-    assert.equal(await send('b2fail-x', 'b2-fail1'), 1);
-    assert.equal(await send('b2fail-x', 'b2-fail2'), 1);
-    const openedAt = performance.now();
-    assert.equal(await send('b2ok-x', 'b2-open'), 0, 'open: skipped');
-    await sleep(Math.max(0, openedAt + 600 - performance.now()));
-    assert.equal(await send('b2fail-x', 'b2-probe'), 1, 'after the cooldown the probe reaches the provider');
-    assert.equal(await send('b2ok-x', 'b2-reopened'), 0, 'the failed probe opened the breaker again');
   });
 });
 

@@ -407,6 +407,33 @@ static void test_config_dialects_defaults_and_overrides(void **state)
     sl_config_unref(c);
 }
 
+static void test_config_breaker_settings(void **state)
+{
+    (void)state;
+    sl_config_t *c = parse_ok("providers:\n"
+                              "  m: { type: mock, breaker: { failures: 2, cooldown: 5m, "
+                              "max_rate_limit: 5s } }\n"
+                              "  n: { type: mock, breaker: { cooldown: 1s, max_cooldown: 30s } }\n"
+                              "models: { '*': [ { provider: m }, { provider: n } ] }\n"
+                              "retry: { fail_open: false }\n");
+    assert_int_equal(c->providers[0].breaker_failures, 2);
+    assert_int_equal(c->providers[0].breaker_cooldown_ms, 300000);
+    assert_int_equal(c->providers[0].breaker_max_cooldown_ms, 300000); /* raised to cooldown */
+    assert_int_equal(c->providers[0].breaker_max_rate_limit_ms, 5000);
+    assert_int_equal(c->providers[1].breaker_cooldown_ms, 1000);
+    assert_int_equal(c->providers[1].breaker_max_cooldown_ms, 30000);
+    assert_false(c->fail_open);
+    sl_config_unref(c);
+    expect_error("providers:\n  m: { type: mock, breaker: { cooldown: 1m, max_cooldown: 1s } }\n"
+                 "models: { '*': [ { provider: m } ] }\n",
+                 "t.yaml:2:59: max_cooldown: must not be shorter than cooldown");
+    expect_error("providers:\n  m: { type: mock, breaker: { probes: 2 } }\n"
+                 "models: { '*': [ { provider: m } ] }\n",
+                 "t.yaml:2:31: unknown key 'probes' in breaker (allowed: failures, cooldown, "
+                 "max_cooldown, max_rate_limit)");
+    expect_error("retry: { fail_open: maybe }\n", "t.yaml:1:21: fail_open: expected true or false");
+}
+
 static void test_config_fallback_and_provider_types(void **state)
 {
     (void)state;
@@ -430,6 +457,11 @@ static void test_config_fallback_and_provider_types(void **state)
     assert_int_equal(c->providers[1].breaker_failures, 3);
     assert_int_equal(c->providers[1].breaker_cooldown_ms, 5000);
     assert_int_equal(c->providers[0].breaker_failures, 5); /* default */
+    assert_int_equal(c->providers[0].breaker_cooldown_ms, 10000);
+    assert_int_equal(c->providers[0].breaker_max_cooldown_ms, 120000);
+    assert_int_equal(c->providers[0].breaker_max_rate_limit_ms, 60000);
+    assert_int_equal(c->providers[1].breaker_max_cooldown_ms, 120000);
+    assert_true(c->fail_open); /* default */
     assert_int_equal(c->models[0].targets[0].retries, 2);
     assert_true(c->models[0].targets[0].fallback_to_non_stream);
     assert_false(c->models[0].targets[1].fallback_to_non_stream);
@@ -831,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_config_dialects_defaults_and_overrides),
         cmocka_unit_test(test_config_jwt_and_store),
         cmocka_unit_test(test_config_fallback_and_provider_types),
+        cmocka_unit_test(test_config_breaker_settings),
         cmocka_unit_test(test_config_limits_cors_and_key_policies),
         cmocka_unit_test(test_config_yaml_syntax_errors_carry_the_mark),
         cmocka_unit_test(test_config_env_vars_expand_in_values),

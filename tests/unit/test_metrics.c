@@ -259,25 +259,6 @@ static void test_metrics_label_values_are_escaped(void **state)
     assert_line(t, "sluice_upstream_retries_total{provider=\"we\\\"ird\\\\path\\nx\"} 2");
 }
 
-/* Open beats half-open beats closed, whichever worker reports it. */
-static void test_metrics_breaker_reports_worst_state_across_workers(void **state)
-{
-    fixture_t *fx = *state;
-    sl_metrics_breaker(fx->shard[0], "p1", 0);
-    sl_metrics_breaker(fx->shard[1], "p1", 1);
-    sl_metrics_breaker(fx->shard[0], "p2", 2);
-    sl_metrics_breaker(fx->shard[1], "p2", 0);
-    sl_metrics_breaker(fx->shard[0], "p3", 2);
-    sl_metrics_breaker(fx->shard[1], "p3", 1);
-    sl_metrics_breaker(fx->shard[0], "p4", 1);
-    sl_metrics_breaker(fx->shard[0], "p4", 0); /* the latest state replaces the earlier */
-    const char *t = render(fx, NULL);
-    assert_line(t, "sluice_breaker_state{provider=\"p1\"} 1");
-    assert_line(t, "sluice_breaker_state{provider=\"p2\"} 2");
-    assert_line(t, "sluice_breaker_state{provider=\"p3\"} 1");
-    assert_line(t, "sluice_breaker_state{provider=\"p4\"} 0");
-}
-
 static void test_metrics_series_cap_counts_overflow(void **state)
 {
     fixture_t *fx = *state;
@@ -315,7 +296,6 @@ static void test_metrics_empty_shards_render_every_family(void **state)
         "sluice_upstream_retries_total counter",
         "sluice_fallbacks_total counter",
         "sluice_rate_limited_total counter",
-        "sluice_breaker_state gauge",
         "sluice_active_streams gauge",
         "sluice_metrics_series_dropped_total counter",
     };
@@ -324,7 +304,7 @@ static void test_metrics_empty_shards_render_every_family(void **state)
         (void)snprintf(line, sizeof line, "# TYPE %s", names[i]);
         assert_line(t, line);
     }
-    assert_int_equal(count_prefix(t, "# HELP "), 15);
+    assert_int_equal(count_prefix(t, "# HELP "), 14);
     assert_line(t, "sluice_active_streams 0");
     assert_int_equal(count_prefix(t, "sluice_config_reloads_total"), 0);
 }
@@ -368,7 +348,6 @@ static void write_many(void *arg)
         r.completion_tokens = 2;
         sl_metrics_request(w->m, &r);
         sl_metrics_gap(w->m, 1);
-        sl_metrics_breaker(w->m, "shared", i & 1);
         sl_metrics_active(w->m, -1);
     }
 }
@@ -420,7 +399,6 @@ static void test_metrics_concurrent_writers_and_scraper_keep_exact_totals(void *
     assert_line(t, "sluice_request_duration_seconds_bucket{dialect=\"openai\",le=\"0.01\"} 40000");
     assert_line(t, "sluice_inter_token_gap_seconds_count 40000");
     assert_line(t, "sluice_active_streams 0");
-    assert_line(t, "sluice_breaker_state{provider=\"shared\"} 1"); /* both ended on i odd */
     assert_line(t, "sluice_metrics_series_dropped_total 0");
 }
 
@@ -447,7 +425,6 @@ static void test_metrics_output_passes_promtool(void **state)
     sl_metrics_retry(fx->shard[0], "q\"uo\\te\nd");
     sl_metrics_fallback(fx->shard[0], "a", "b");
     sl_metrics_ratelimited(fx->shard[1], "chat", "ip");
-    sl_metrics_breaker(fx->shard[1], "mock", 1);
     sl_metrics_active(fx->shard[0], 1);
     sl_metrics_process_t p = {1, 0, 0, 2, 1700000000.25};
     const char *t = render(fx, &p);
@@ -469,7 +446,6 @@ int main(void)
         T(test_metrics_ttft_and_upstream_histograms_carry_their_labels),
         T(test_metrics_negative_values_are_skipped),
         T(test_metrics_label_values_are_escaped),
-        T(test_metrics_breaker_reports_worst_state_across_workers),
         T(test_metrics_series_cap_counts_overflow),
         T(test_metrics_empty_shards_render_every_family),
         T(test_metrics_process_values_are_rendered),

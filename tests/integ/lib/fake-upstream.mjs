@@ -212,7 +212,7 @@ function splitInsideChars(buf) {
 }
 
 /* The steps the server runs for one request. Kinds: head, write, end, hang, destroy. */
-function planFor(body, reqInfo) {
+export function planFor(body, reqInfo) {
   const sc = parseScenario(body?.model);
   const stream = body?.stream === true;
   const steps = [];

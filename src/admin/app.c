@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "http/router.h"
 #include "net/worker.h"
+#include "policy/budget.h"
 #include "policy/ratelimit.h"
 #include "relay/breaker.h"
 
@@ -19,6 +20,7 @@ void sl_app_init(sl_app_t *app, const char *config_path, sl_config_t *cfg, sl_ro
     app->start_time_s = (double)sl_wall_s();
     app->limiter = sl_limiter_new();
     app->breakers = sl_breakers_new();
+    app->budgets = sl_budgets_new();
     uv_mutex_init(&app->mu);
 }
 
@@ -32,6 +34,8 @@ void sl_app_dispose(sl_app_t *app)
     app->limiter = NULL;
     sl_breakers_free(app->breakers);
     app->breakers = NULL;
+    sl_budgets_free(app->budgets);
+    app->budgets = NULL;
     uv_mutex_destroy(&app->mu);
 }
 

@@ -22,6 +22,7 @@ typedef struct sl_app {
     sl_store_t *store;            /* borrowed */
     struct sl_limiter *limiter;   /* owned: this process's rate-limit buckets, shared by workers */
     struct sl_breakers *breakers; /* owned: this process's circuit breakers, shared by workers */
+    struct sl_budgets *budgets;   /* owned: this process's budget ledger, shared by workers */
     sl_router_t *(*build_router)(const sl_config_t *cfg);
     double start_time_s;
     uv_mutex_t mu;                       /* serialises reloads */

@@ -94,6 +94,7 @@ static sl_config_t *new_config(const char *source)
     c->retry_max_backoff_ms = 2000;
     c->retry_max_after_ms = 10000;
     c->fail_open = true;
+    c->budget_reserve = 4096;
     c->metrics = true;
     c->access_log = true;
     sl_cfgsec_defaults(c);

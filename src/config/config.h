@@ -193,6 +193,9 @@ typedef struct sl_config {
     char *postgres_url; /* owned; store.postgres: keys, usage, sessions, NULL = SQLite */
 
     sl_rate_cfg_t rl_key, rl_user, rl_ip; /* rate_limits.per_key / per_user / per_ip */
+    /* rate_limits.budget_reserve: the completion tokens a request without max_tokens reserves
+     * of its key's budget (default 4096; policy/budget.h) */
+    int64_t budget_reserve;
 
     char **cors_origins; /* owned; cors.origins ("*" allowed) */
     size_t ncors_origins;

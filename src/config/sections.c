@@ -455,9 +455,14 @@ static int parse_rate(sl_ytree_t *t, const yaml_node_t *v, const char *what, sl_
 
 int sl_cfgsec_rate_limits(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 {
-    static const char *const allowed[] = {"per_key", "per_user", "per_ip", NULL};
+    static const char *const allowed[] = {"per_key", "per_user", "per_ip", "budget_reserve",
+                                          NULL};
     int rc = sl_ytree_check_map(t, v, "rate_limits", allowed, NULL);
     yaml_node_t *f;
+    uint64_t n = 0;
+    if (rc == 0 && (f = sl_ytree_get(t, v, "budget_reserve")) &&
+        (rc = sl_ytree_uint(t, f, "budget_reserve", 1, 100000000, &n)) == 0)
+        c->budget_reserve = (int64_t)n;
     if (rc == 0 && (f = sl_ytree_get(t, v, "per_key")))
         rc = parse_rate(t, f, "per_key", &c->rl_key);
     if (rc == 0 && (f = sl_ytree_get(t, v, "per_user")))

@@ -24,6 +24,8 @@ typedef struct sl_limit_result {
     int retry_after_s; /* when refused */
     int64_t limit_requests, remaining_requests, reset_requests_ms;
     int64_t limit_tokens, remaining_tokens, reset_tokens_ms;
+    int64_t budget_granted; /* tokens of the key's budget reserved (policy/budget.h) */
+    int64_t budget_left;    /* when refused for the budget: what was left of it */
 } sl_limit_result_t;
 
 typedef struct sl_limiter sl_limiter_t;

@@ -78,6 +78,14 @@ struct sl_relay {
 
 static const sl_conn_hooks_t hooks;
 
+static void admit_env(const sl_relay_t *r, sl_admit_env_t *env)
+{
+    *env = (sl_admit_env_t){.limiter = r->w->app ? r->w->app->limiter : NULL,
+                            .budgets = r->w->app ? r->w->app->budgets : NULL,
+                            .redis = r->w->redis,
+                            .now_ms = (int64_t)uv_now(&r->w->loop)};
+}
+
 /* ---- circuit breakers (relay/breaker.h): one per target, shared by the process ---- */
 
 static sl_breakers_t *breakers(const sl_relay_t *r)
@@ -239,8 +247,12 @@ static void finalize(sl_relay_t *r, int status)
     usage_now(r, &u, &estimated);
     count(r, status, &u);
     sl_admit_cancel(&r->admit);
-    sl_admit_settle(&r->admit, r->w->app ? r->w->app->limiter : NULL, r->w->redis,
-                    u.prompt + u.completion, (int64_t)uv_now(&r->w->loop));
+    /* Nothing answered and nothing was reported: no tokens were spent (a failure releases
+     * its reservation whole). */
+    int64_t spent = r->committed || r->have_usage ? u.prompt + u.completion : 0;
+    sl_admit_env_t env;
+    admit_env(r, &env);
+    sl_admit_settle(&r->admit, &env, spent);
     if (r->conn)
         log_fields(r, &r->conn->log_extra, &u, estimated);
     sl_store_client_t *store = r->w->store;
@@ -791,7 +803,12 @@ static void decided(sl_relay_t *r)
     if (r->conn && res->retry_after_s >= 0 && !budget) /* a spent budget does not come back */
         sl_buf_printf(&r->conn->head_extra, "Retry-After: %d\r\n", res->retry_after_s);
     sl_buf_t *msg = sl_relay_scratch(r);
-    if (budget)
+    if (budget && res->budget_left > 0)
+        sl_buf_printf(msg,
+                      "This request may use up to %lld tokens (its prompt and max_tokens), more "
+                      "than the %lld left of this key's token budget.",
+                      (long long)r->admit.budget.worst, (long long)res->budget_left);
+    else if (budget)
         sl_buf_puts(msg, "You exceeded your token budget for this key.");
     else
         sl_buf_printf(msg, "Rate limit reached for %s: retry after %d s.",
@@ -806,17 +823,9 @@ static void decided(sl_relay_t *r)
 static void on_redis_decision(void *ud, int err, const sl_limit_result_t *res)
 {
     sl_relay_t *r = ud;
-    r->admit.op = NULL;
-    if (err == 0) {
-        r->admit.result = *res;
-        r->admit.taken = res->allowed;
-    } else {
-        /* Redis failed mid-decision: this process's buckets decide instead. */
-        r->admit.via_redis = false;
-        sl_limiter_take(r->w->app->limiter, r->admit.limits, r->admit.n, r->admit.estimate,
-                        (int64_t)uv_now(&r->w->loop), &r->admit.result);
-        r->admit.taken = r->admit.result.allowed;
-    }
+    sl_admit_env_t env;
+    admit_env(r, &env);
+    sl_admit_decided(&r->admit, &env, err, res); /* on err this process decides instead */
     decided(r);
 }
 
@@ -835,14 +844,15 @@ static void admit(sl_relay_t *r)
     char ip[64] = "";
     if (r->conn && (r->cfg->rl_ip.rpm || r->cfg->rl_ip.tpm))
         sl_conn_peer(r->conn, ip, sizeof ip); /* a syscall: only when a per-IP limit exists */
-    int64_t estimate = (int64_t)(r->req.prompt_bytes + 3) / 4 + sl_chat_req_max_tokens(&r->req);
-    sl_admit_prepare(&r->admit, r->cfg, m, ip, estimate);
+    sl_admit_prepare(&r->admit, r->cfg, m, ip, r->req.prompt_bytes,
+                     sl_chat_req_max_tokens(&r->req));
     if (sl_admit_none(&r->admit) || !r->w->app) {
         proceed(r);
         return;
     }
-    if (sl_admit_take(&r->admit, r->w->app->limiter, r->w->redis, (int64_t)uv_now(&r->w->loop),
-                      m->key.budget_spent, on_redis_decision, r) == 0)
+    sl_admit_env_t env;
+    admit_env(r, &env);
+    if (sl_admit_take(&r->admit, &env, on_redis_decision, r) == 0)
         decided(r);
 }
 

@@ -24,16 +24,22 @@
 #define WATCH_MS           250
 #define CONNECT_TIMEOUT_MS 2000
 #define REPLY_TIMEOUT_MS   2000
-/* EVAL(SHA) script numkeys, a key per limit + budget, 5 fixed values, rpm and tpm per limit. */
-#define ARGC_MAX       (3 + SL_LIMITS_MAX + 1 + 5 + 2 * SL_LIMITS_MAX)
-#define TAKE_REPLY_LEN 11
+/* EVAL(SHA) script numkeys, a key per limit + 3 for a budget, 5 fixed values, rpm and tpm per
+ * limit, 5 budget values. */
+#define ARGC_MAX       (3 + SL_LIMITS_MAX + 3 + 5 + 2 * SL_LIMITS_MAX + 5)
+#define TAKE_REPLY_LEN 13
+/* A reservation whose holder never settles (the instance died) is dropped after this. */
+#define BUDGET_HOLD_MS (15 * 60 * 1000)
 
 /* The bucket arithmetic of policy/ratelimit.c (change both together): levels in 1/60000 of
  * a token, refilled by rate units a ms up to rate * 60000, debt capped at one window, keys
- * expiring when they would be full anyway. KEYS: a hash per limit (r, t, ts), then the
- * budget counter if any. ARGV: mode, n, estimate, actual, budget, then rpm, tpm per limit.
+ * expiring when they would be full anyway. KEYS: a hash per limit (r, t, ts), then for a
+ * budget its spent counter, its reservations (a sorted set: member "id|tokens", score the
+ * expiry) and their sum. ARGV: mode, n, estimate, actual, budget, rpm, tpm per limit, then the
+ * budget's worst case, strict (1: all of it must fit), member id, hold ms and floor (spent as
+ * the usage records know it: a Redis that lost its data starts from there, policy/budget.h).
  * take answers {allowed, refusing limit (-1 budget), wait ms, requests limit index, limit,
- * remaining, reset ms, then the same for tokens}. */
+ * remaining, reset ms, the same for tokens, tokens reserved, budget left before it}. */
 static const char SCRIPT[] =
     "local U, KEEP = 60000, 120000\n"
     "pcall(redis.replicate_commands)\n"
@@ -71,7 +77,13 @@ static const char SCRIPT[] =
     "      save(i)\n"
     "    end\n"
     "  end\n"
-    "  if #KEYS > n and act > 0 then redis.call('INCRBY', KEYS[n + 1], num(act)) end\n"
+    "  if #KEYS > n then\n"
+    "    local m = ARGV[8 + 2 * n]\n"
+    "    if m ~= '' and redis.call('ZREM', KEYS[n + 2], m) == 1 then\n"
+    "      redis.call('DECRBY', KEYS[n + 3], num(tonumber(string.match(m, '|(%d+)$')) or 0))\n"
+    "    end\n"
+    "    if act > 0 then redis.call('INCRBY', KEYS[n + 1], num(act)) end\n"
+    "  end\n"
     "  return 1\n"
     "end\n"
     "local worst, wait = 0, 0\n"
@@ -81,13 +93,36 @@ static const char SCRIPT[] =
     "  local w = math.max(waitms(b.r, b.nr, b.rpm), waitms(b.t, b.nt, b.tpm))\n"
     "  if w > wait then worst, wait = i, w end\n"
     "end\n"
-    "if #KEYS > n and tonumber(redis.call('GET', KEYS[n + 1]) or '0') >= tonumber(ARGV[5])\n"
-    "then worst, wait = -1, 0 end\n"
+    "local grant, bud, left = 0, #KEYS > n, 0\n"
+    "if bud then\n"
+    "  local need, strict, floor = tonumber(ARGV[6 + 2 * n]), ARGV[7 + 2 * n] == '1',\n"
+    "    tonumber(ARGV[10 + 2 * n])\n"
+    "  local spent = tonumber(redis.call('GET', KEYS[n + 1]) or '-1')\n"
+    "  if spent < floor then spent = floor; redis.call('SET', KEYS[n + 1], num(floor)) end\n"
+    "  local gone = redis.call('ZRANGEBYSCORE', KEYS[n + 2], '-inf', now)\n"
+    "  if #gone > 0 then\n"
+    "    local sub = 0\n"
+    "    for _, m in ipairs(gone) do sub = sub + (tonumber(string.match(m, '|(%d+)$')) or 0) end\n"
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[n + 2], '-inf', now)\n"
+    "    redis.call('DECRBY', KEYS[n + 3], num(sub))\n"
+    "  end\n"
+    "  left = tonumber(ARGV[5]) - spent -\n"
+    "    math.max(tonumber(redis.call('GET', KEYS[n + 3]) or '0'), 0)\n"
+    "  if left <= 0 or (strict and need > left) then worst, wait = -1, 0\n"
+    "  else grant = math.min(math.max(need, 1), left) end\n"
+    "end\n"
     "if worst == 0 then for i = 1, n do\n"
     "  B[i].r, B[i].t = B[i].r - B[i].nr, B[i].t - B[i].nt\n"
     "  save(i)\n"
     "end end\n"
-    "local o = {worst == 0 and 1 or 0, worst, wait, 0, 0, 0, 0, 0, 0, 0, 0}\n"
+    "if worst == 0 and grant > 0 then\n"
+    "  local hold = tonumber(ARGV[9 + 2 * n])\n"
+    "  redis.call('ZADD', KEYS[n + 2], now + hold, ARGV[8 + 2 * n] .. '|' .. num(grant))\n"
+    "  redis.call('INCRBY', KEYS[n + 3], num(grant))\n"
+    "  redis.call('PEXPIRE', KEYS[n + 2], 2 * hold)\n"
+    "  redis.call('PEXPIRE', KEYS[n + 3], 2 * hold)\n"
+    "else grant = 0 end\n"
+    "local o = {worst == 0 and 1 or 0, worst, wait, 0, 0, 0, 0, 0, 0, 0, 0, grant, left}\n"
     "for i = 1, n do\n"
     "  local b = B[i]\n"
     "  if b.rpm > 0 and (o[4] == 0 or rem(b.r) < o[6]) then\n"
@@ -133,9 +168,13 @@ struct sl_redis_op {
     void *ud;                     /* borrowed: the caller's */
     uint64_t sent_ms;
     bool eval; /* re-sent as EVAL after NOSCRIPT */
+    bool take; /* a take (answers a decision), not a settle */
     size_t n;  /* limits sent */
     int argc;  /* arguments after the command and the script */
     size_t off[ARGC_MAX], len[ARGC_MAX], scope_off[SL_LIMITS_MAX];
+    sl_redis_budget_t budget; /* a take's budget, its strings in bid/member: released if the
+                                 caller cancelled before the answer came */
+    char bid[96], member[48];
     sl_buf_t args; /* owned: the arguments and the limits' scopes, each NUL-ended */
 };
 
@@ -579,14 +618,17 @@ static sl_redis_op_t *op_new(sl_redis_t *r, const sl_limit_t *limits, size_t n, 
     }
     op->n = m;
     bool has_budget = budget && budget->id && budget->budget_tokens > 0;
-    ADD_ARG(op, "%zu", m + (has_budget ? 1 : 0));
+    ADD_ARG(op, "%zu", m + (has_budget ? 3 : 0));
     for (size_t i = 0; i < m; i++) {
         ADD_ARG(op, "sluice:rl:%s:%s", use[i]->scope, use[i]->id);
         op->scope_off[i] = op->args.len; /* not an argument: the answer names it */
         sl_buf_append(&op->args, use[i]->scope, strlen(use[i]->scope) + 1);
     }
-    if (has_budget)
+    if (has_budget) {
         ADD_ARG(op, "sluice:budget:%s", budget->id);
+        ADD_ARG(op, "sluice:budres:%s", budget->id);
+        ADD_ARG(op, "sluice:budsum:%s", budget->id);
+    }
     ADD_ARG(op, "%s", mode);
     ADD_ARG(op, "%zu", m);
     ADD_ARG(op, "%" PRId64, estimate);
@@ -595,6 +637,18 @@ static sl_redis_op_t *op_new(sl_redis_t *r, const sl_limit_t *limits, size_t n, 
     for (size_t i = 0; i < m; i++) {
         ADD_ARG(op, "%" PRId64, clamp_rate(use[i]->rpm));
         ADD_ARG(op, "%" PRId64, clamp_rate(use[i]->tpm));
+    }
+    if (has_budget) {
+        ADD_ARG(op, "%" PRId64, budget->worst);
+        ADD_ARG(op, "%d", budget->strict ? 1 : 0);
+        ADD_ARG(op, "%s", budget->member ? budget->member : "");
+        ADD_ARG(op, "%d", BUDGET_HOLD_MS);
+        ADD_ARG(op, "%" PRId64, budget->floor > 0 ? budget->floor : 0);
+        op->budget = *budget;
+        (void)snprintf(op->bid, sizeof op->bid, "%s", budget->id);
+        (void)snprintf(op->member, sizeof op->member, "%s", budget->member ? budget->member : "");
+        op->budget.id = op->bid;
+        op->budget.member = op->member;
     }
     return op;
 }
@@ -644,7 +698,9 @@ SL_MUST_CHECK static int parse_take(const sl_redis_op_t *op, const redisReply *r
                                .reset_requests_ms = v[6],
                                .limit_tokens = v[8],
                                .remaining_tokens = v[9],
-                               .reset_tokens_ms = v[10]};
+                               .reset_tokens_ms = v[10],
+                               .budget_granted = v[11],
+                               .budget_left = v[12]};
     long long at = v[1] ? v[1] : v[3] ? v[3] : v[7];
     res->scope = at == -1 ? "budget" : at > 0 ? op->args.data + op->scope_off[at - 1] : NULL;
     return 0;
@@ -662,8 +718,17 @@ static void finish(sl_redis_op_t *op, int err, const redisReply *reply)
         sl_log(SL_LOG_ERROR, "redis %s: unexpected answer to a take", op->r->where);
         err = SL_EUNAVAIL;
     }
-    if (op->cb && op->r->state != ST_CLOSING)
+    if (op->cb && op->r->state != ST_CLOSING) {
         op->cb(op->ud, err, err ? NULL : &res);
+    } else if (op->take && !op->cb && op->budget.id && !err && op->r->state == ST_UP &&
+               parse_take(op, reply, &res) == 0 && res.allowed && res.budget_granted > 0) {
+        /* The caller left before the answer: give its reservation back now, not in 15 min. */
+        char member[80];
+        (void)snprintf(member, sizeof member, "%s|%" PRId64, op->member, res.budget_granted);
+        sl_redis_budget_t b = op->budget;
+        b.member = member;
+        sl_redis_settle(op->r, NULL, 0, 0, 0, &b);
+    }
     op_free(op);
 }
 
@@ -762,6 +827,7 @@ int sl_redis_take(sl_redis_t *r, const sl_limit_t *limits, size_t n, int64_t tok
     if (!sl_redis_up(r))
         return SL_EUNAVAIL;
     sl_redis_op_t *o = op_new(r, limits, n, "take", tokens_estimate, 0, budget);
+    o->take = true;
     o->cb = cb;
     o->ud = ud;
     int err = send_op(r, o);

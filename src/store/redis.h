@@ -25,22 +25,31 @@ sl_redis_t *sl_redis_new(uv_loop_t *loop, const char *url);
 void sl_redis_close(sl_redis_t *r);
 bool sl_redis_up(const sl_redis_t *r);
 
-/* A budget to check with the limits: the key's spent tokens live at sluice:budget:<id>. */
+/* A budget to check with the limits (policy/budget.h has the rule): the key's spent tokens
+ * live at sluice:budget:<id>, its reservations at sluice:budres:<id> (sorted set, member
+ * "<member>|<tokens>", expiring after 15 min if never settled) and their sum at
+ * sluice:budsum:<id>. */
 typedef struct sl_redis_budget {
     const char *id; /* NULL = no budget */
     int64_t budget_tokens;
+    int64_t worst;      /* take: tokens to reserve */
+    bool strict;        /* take: refused unless all of worst fits */
+    int64_t floor;      /* take: spent as the usage records know it (rebuilds a lost counter) */
+    const char *member; /* take: a unique id; settle: "<id>|<granted>" of the take, or NULL */
 } sl_redis_budget_t;
 
-/* Same decision as sl_limiter_take (all limits or none), plus the budget: refused when spent
- * >= budget (result scope "budget"). cb runs on the loop with err 0, or SL_EUNAVAIL if Redis
- * failed meanwhile. Returns SL_EUNAVAIL at once (cb never runs) while Redis is down. */
+/* Same decision as sl_limiter_take (all limits or none), plus the budget: refused as
+ * sl_budgets_reserve refuses (result scope "budget"); res->budget_granted is what was reserved. cb
+ * runs on the loop with err 0, or SL_EUNAVAIL if Redis failed meanwhile. Returns SL_EUNAVAIL at
+ * once (cb never runs) while Redis is down. */
 typedef void (*sl_redis_take_cb)(void *ud, int err, const sl_limit_result_t *res);
 SL_MUST_CHECK int sl_redis_take(sl_redis_t *r, const sl_limit_t *limits, size_t n,
                                 int64_t tokens_estimate, const sl_redis_budget_t *budget,
                                 sl_redis_take_cb cb, void *ud, sl_redis_op_t **op);
 /* The caller's client left: cb will not run. Only before cb ran (op is freed after it). */
 void sl_redis_op_cancel(sl_redis_op_t *op);
-/* Fire and forget: settle token buckets (actual - estimate) and add actual to the budget. */
+/* Fire and forget: settle token buckets (actual - estimate), release the budget's reservation
+ * (budget->member) and add actual to its spent tokens. */
 void sl_redis_settle(sl_redis_t *r, const sl_limit_t *limits, size_t n, int64_t estimate,
                      int64_t actual, const sl_redis_budget_t *budget);
 

@@ -34,6 +34,7 @@ typedef struct mock {
     char model[128];
     int64_t created;
     bool started, paused, done;
+    bool capped; /* max_tokens cut the answer short: finish_reason "length" */
 } mock_t;
 
 static void free_mock(uv_handle_t *h)
@@ -74,7 +75,7 @@ static void on_tick(uv_timer_t *t)
         ev.role = "assistant";
     m->sent++;
     if (m->sent == m->total)
-        ev.finish_reason = "stop";
+        ev.finish_reason = m->capped ? "length" : "stop";
     m->sink.emit(m->sink.ud, &ev);
     if (m->sent == m->total) {
         uv_timer_stop(&m->timer);
@@ -90,6 +91,12 @@ static int mock_start(const sl_upstream_call_t *call, void **state)
     mock_t *m = sl_calloc(1, sizeof *m);
     m->sink = call->sink;
     m->total = call->provider->tokens;
+    /* As a real model does: max_tokens ends the answer early, with finish_reason "length". */
+    int64_t max = sl_chat_req_max_tokens(call->req);
+    if (max > 0 && (uint64_t)max < m->total) {
+        m->total = (unsigned)max;
+        m->capped = true;
+    }
     double iv = 1000.0 / call->provider->tokens_per_s;
     m->interval_ms = iv < 1 ? 1 : (uint64_t)(iv + 0.5);
     m->prompt_tokens = (int64_t)(call->req->prompt_bytes + 3) / 4 + 1;

@@ -327,20 +327,96 @@ static void test_redis_budget_refused_once_spent(void **state)
     fx_t *fx = *state;
     sl_redis_t *r = connected(fx);
     sl_limit_t k = {"key", "k1", 100, 10000};
-    sl_redis_budget_t budget = {"k1", 100};
-    assert_true(take(fx, r, &k, 1, 10, &budget).res.allowed);
-    /* Fire and forget, but on the same connection: the next take runs after it. */
-    sl_redis_settle(r, &k, 1, 10, 100, &budget);
+    sl_redis_budget_t budget = {.id = "k1", .budget_tokens = 100, .worst = 10, .member = "m1"};
     rec_t rc = take(fx, r, &k, 1, 10, &budget);
+    assert_true(rc.res.allowed);
+    assert_int_equal(rc.res.budget_granted, 10);
+    /* Fire and forget, but on the same connection: the next take runs after it. */
+    sl_redis_budget_t done = budget;
+    done.member = "m1|10";
+    sl_redis_settle(r, &k, 1, 10, 100, &done);
+    budget.member = "m2";
+    rc = take(fx, r, &k, 1, 10, &budget);
     assert_false(rc.res.allowed);
     assert_string_equal(rc.scope, "budget");
     assert_int_equal(rc.res.retry_after_s, 0);
     char *spent = admin_cmd(fx->srv, "GET sluice:budget:k1");
     assert_string_equal(spent, "100");
     sl_free(spent);
+    char *held = admin_cmd(fx->srv, "GET sluice:budsum:k1");
+    assert_string_equal(held, "0"); /* the settle released the reservation */
+    sl_free(held);
     /* A bigger budget lets it through again. */
     budget.budget_tokens = 1000;
     assert_true(take(fx, r, &k, 1, 10, &budget).res.allowed);
+    sl_redis_close(r);
+}
+
+/* Parallel requests with max_tokens: reservations, not the spent counter, decide. */
+static void test_redis_budget_reservations_hold_under_parallel_takes(void **state)
+{
+    fx_t *fx = *state;
+    sl_redis_t *a = connected(fx), *b = connected(fx);
+    sl_redis_budget_t budget = {.id = "k2", .budget_tokens = 100, .worst = 30, .strict = true,
+                                .member = "p"};
+    int allowed = 0;
+    for (int i = 0; i < 10; i++) {
+        rec_t rc = take(fx, i % 2 ? a : b, NULL, 0, 0, &budget);
+        allowed += rc.res.allowed;
+        if (!rc.res.allowed) {
+            assert_string_equal(rc.scope, "budget");
+            assert_int_equal(rc.res.budget_left, 10);
+        }
+    }
+    assert_int_equal(allowed, 3);
+    /* Not strict (no max_tokens): the remainder, and nothing for the next one. */
+    budget.strict = false;
+    rec_t rc = take(fx, a, NULL, 0, 0, &budget);
+    assert_true(rc.res.allowed);
+    assert_int_equal(rc.res.budget_granted, 10);
+    assert_false(take(fx, b, NULL, 0, 0, &budget).res.allowed);
+    sl_redis_close(a);
+    sl_redis_close(b);
+}
+
+/* Redis lost its data: the counter starts again from the usage records (the floor). */
+static void test_redis_budget_rebuilt_from_the_floor(void **state)
+{
+    fx_t *fx = *state;
+    sl_redis_t *r = connected(fx);
+    char *ok = admin_cmd(fx->srv, "FLUSHALL");
+    sl_free(ok);
+    sl_redis_budget_t budget = {.id = "k3", .budget_tokens = 100, .worst = 30, .strict = true,
+                                .floor = 80, .member = "f"};
+    rec_t rc = take(fx, r, NULL, 0, 0, &budget);
+    assert_false(rc.res.allowed);
+    assert_int_equal(rc.res.budget_left, 20);
+    char *spent = admin_cmd(fx->srv, "GET sluice:budget:k3");
+    assert_string_equal(spent, "80");
+    sl_free(spent);
+    sl_redis_close(r);
+}
+
+/* A take whose caller left before the answer gives its reservation back. */
+static void test_redis_cancelled_take_releases_its_reservation(void **state)
+{
+    fx_t *fx = *state;
+    sl_redis_t *r = connected(fx);
+    sl_redis_budget_t budget = {.id = "k4", .budget_tokens = 100, .worst = 60, .strict = true,
+                                .member = "c"};
+    rec_t gone = {0};
+    sl_redis_op_t *op = NULL;
+    assert_int_equal(sl_redis_take(r, NULL, 0, 0, &budget, on_take, &gone, &op), 0);
+    sl_redis_op_cancel(op);
+    /* Replies come in order: once this one is here, the cancelled one's release went out. */
+    sl_redis_budget_t small = budget;
+    small.worst = 1;
+    small.member = "d";
+    assert_true(take(fx, r, NULL, 0, 0, &small).res.allowed);
+    budget.member = "e";
+    rec_t rc = take(fx, r, NULL, 0, 0, &budget); /* 60 of the 99 left: the 60 came back */
+    assert_true(rc.res.allowed);
+    assert_int_equal(gone.calls, 0);
     sl_redis_close(r);
 }
 
@@ -517,6 +593,9 @@ int main(void)
         T(test_redis_two_instances_share_one_limit),
         T(test_redis_all_or_nothing_across_scopes),
         T(test_redis_budget_refused_once_spent),
+        T(test_redis_budget_reservations_hold_under_parallel_takes),
+        T(test_redis_budget_rebuilt_from_the_floor),
+        T(test_redis_cancelled_take_releases_its_reservation),
         T(test_redis_agrees_with_the_local_limiter),
         T(test_redis_recovers_from_noscript),
         T(test_redis_cancelled_take_never_calls_back),

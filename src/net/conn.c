@@ -63,9 +63,9 @@ static void on_deadline(uv_timer_t *t)
     sl_conn_t *c = t->data;
     if (c->state == SL_CONN_READING && c->req.started && !c->head_sent) {
         /* A request that never finished arriving (slowloris): say so, then go. */
+        c->close_after = true; /* before the head, so it says Connection: close */
         sl_conn_respond_error(c, 408, "invalid_request_error", "request_timeout", NULL,
                               "the request was not received in time", NULL);
-        c->close_after = true;
         return;
     }
     sl_conn_close(c);
@@ -346,8 +346,13 @@ void sl_conn_end(sl_conn_t *c, bool close)
         return;
     }
     close_chunk(c);
-    if (c->chunked)
+    if (c->chunked) {
         sl_buf_append(&c->out, "0\r\n\r\n", 5);
+        /* A stream that failed (the dialect asks to close) still ends in a well-framed body:
+         * the connection stays usable. Closing it now, unannounced, would hand the next request
+         * of a pooled client (keep-alive, the SDKs) a dead socket. */
+        close = false;
+    }
     if (close || c->w->draining)
         c->close_after = true; /* shutting down: this was the connection's last answer */
     bool was_handling = c->state == SL_CONN_HANDLING;
@@ -358,6 +363,13 @@ void sl_conn_end(sl_conn_t *c, bool close)
         c->need_input = true;
     }
     schedule(c);
+}
+
+void sl_conn_cut(sl_conn_t *c)
+{
+    bool handling = c->state == SL_CONN_HANDLING || c->ws_busy;
+    if (handling && c->hooks && c->hooks->cut)
+        c->hooks->cut(c->hooks_ud); /* ends the response: it closes once written (draining) */
 }
 
 void sl_conn_respond(sl_conn_t *c, int status, const char *content_type, const char *body,

@@ -33,6 +33,9 @@ typedef struct sl_conn_hooks {
     void (*gone)(void *ud);
     /* Queued output fell below the low-water mark. */
     void (*drained)(void *ud);
+    /* The server stops (the drain time is over): end the response now, with the dialect's
+     * error, cancelling what is in flight. May be NULL (then the connection is just closed). */
+    void (*cut)(void *ud);
 } sl_conn_hooks_t;
 
 typedef enum sl_conn_state {
@@ -102,6 +105,9 @@ void sl_conn_body(sl_conn_t *c, const void *p, size_t n);
 /* Ends the response; the next pipelined request is read after this turn's flush. close=true
  * closes the connection once the bytes are out. */
 void sl_conn_end(sl_conn_t *c, bool close);
+/* Shutdown past the drain time: the current exchange, if any, ends with an error now (hooks
+ * cut); the connection closes once that is written. */
+void sl_conn_cut(sl_conn_t *c);
 /* A complete response in one call. */
 void sl_conn_respond(sl_conn_t *c, int status, const char *content_type, const char *body,
                      size_t len, const char *extra);

@@ -186,11 +186,30 @@ static void maybe_finish_drain(sl_worker_t *w)
     busy = false;
 }
 
+/* Time to write the error events of the cut streams before the last connections go. */
+#define CUT_GRACE_MS 1000
+
+static void on_cut_grace_over(uv_timer_t *t)
+{
+    sl_worker_t *w = t->data;
+    sl_log(SL_LOG_WARN, "worker %d: closing %u connection(s) that did not take their last bytes",
+           w->id, w->nconns);
+    stop_loop(w);
+}
+
+/* The drain time is over: every exchange still running ends now with its dialect's error
+ * event (never a silent cut, and never logged as the client's doing); the connections close
+ * once that is written, or after CUT_GRACE_MS for clients that do not read. */
 static void on_drain_timeout(uv_timer_t *t)
 {
     sl_worker_t *w = t->data;
-    sl_log(SL_LOG_WARN, "worker %d: drain time over, closing %u connection(s)", w->id, w->nconns);
-    stop_loop(w);
+    sl_log(SL_LOG_WARN, "worker %d: drain time over, cutting %u connection(s)", w->id, w->nconns);
+    for (sl_conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        sl_conn_cut(c);
+    }
+    uv_timer_start(&w->drain_timer, on_cut_grace_over, CUT_GRACE_MS, 0);
+    maybe_finish_drain(w);
 }
 
 /* A reload left a new config: switch to it. Connections read w->cfg when they start a request,

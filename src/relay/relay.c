@@ -169,8 +169,13 @@ static void usage_now(const sl_relay_t *r, sl_usage_t *u, bool *estimated)
     }
 }
 
-static void log_fields(sl_relay_t *r, sl_buf_t *b, const sl_usage_t *u, bool estimated)
+static void log_fields(sl_relay_t *r, sl_buf_t *b, const sl_usage_t *u, bool estimated,
+                       int status)
 {
+    /* The usage record's status: the HTTP status, or the error's once the answer failed after
+     * its head went out (499: the client left). The line's "status" stays what was sent. */
+    sl_buf_puts(b, ",\"final_status\":");
+    sl_buf_put_i64(b, status);
     sl_buf_puts(b, ",\"dialect\":\"");
     sl_buf_puts(b, r->enc->name);
     sl_buf_puts(b, "\",\"model\":\"");
@@ -254,7 +259,7 @@ static void finalize(sl_relay_t *r, int status)
     admit_env(r, &env);
     sl_admit_settle(&r->admit, &env, spent);
     if (r->conn)
-        log_fields(r, &r->conn->log_extra, &u, estimated);
+        log_fields(r, &r->conn->log_extra, &u, estimated, status);
     sl_store_client_t *store = r->w->store;
     if (!store)
         return;
@@ -411,7 +416,36 @@ static void on_drained(void *ud)
         r->prov->resume(r->pstate);
 }
 
-static const sl_conn_hooks_t hooks = {.gone = on_gone, .drained = on_drained};
+/* Shutdown past timeouts.drain: the answer ends now with the dialect's error event, the
+ * upstream call is cancelled, and the usage row and access log say 503 (the server's doing,
+ * not the client's 499). */
+static void on_cut(void *ud)
+{
+    sl_relay_t *r = ud;
+    if (r->ended || !r->conn)
+        return;
+    if (r->load_op) {
+        sl_store_op_cancel(r->load_op);
+        r->load_op = NULL;
+    }
+    sl_admit_cancel(&r->admit);
+    uv_timer_stop(&r->retry);
+    if (r->pstate) {
+        r->prov->cancel(r->pstate);
+        r->pstate = NULL;
+    }
+    if (r->probe)
+        breaker_report(r, SL_BREAKER_ABANDONED, -1, NULL);
+    sl_event_t ev = {.type = SL_EV_ERROR};
+    ev.error.status = 503;
+    ev.error.type = "server_error";
+    ev.error.code = "server_shutting_down";
+    ev.error.message = "sluice is shutting down: the answer was cut off; send the request again";
+    ev.error.retry_after = 1;
+    deliver(r, &ev);
+}
+
+static const sl_conn_hooks_t hooks = {.gone = on_gone, .drained = on_drained, .cut = on_cut};
 
 static void on_keepalive(uv_timer_t *t)
 {

@@ -8,6 +8,11 @@ import { startFakeUpstream, expectedClientStream } from './lib/fake-upstream.mjs
 import { openStream } from './lib/sse.mjs';
 import { RawClient, formatRequest, connectRefused } from './lib/raw-http.mjs';
 import { startSluice, stopAndCheck, baseConfig, chat } from './lib/sluice.mjs';
+import { assertErrorEnding } from './lib/checks.mjs';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 let up;
 const started = [];
@@ -75,6 +80,42 @@ describe('SIGTERM', { timeout: 60_000 }, () => {
     const rec = await up.waitFor((rs) => rs.find((r) => r.body?.messages?.[0]?.content === tag && r.closed), 2000, 'upstream closed');
     assert.equal(rec.closedEarly, true);
     await stopAndCheck(sl);
+  });
+
+  test('streams cut at the drain deadline get the dialect\'s error event; the usage rows and the access log say 503, not 499', async () => {
+    const db = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-drain-')), 'u.db');
+    const cfg = baseConfig({ upstreamPort: up.port, timeouts: { drain: '700ms' } });
+    cfg.store = { sqlite: db };
+    cfg.dialects = { chat: { model: 'chunks:100:100', auth: 'none' } };
+    const sl = await startSluice({ config: cfg });
+    started.push(sl);
+    const tag = 'cut-at-drain';
+    const s = openStream(`${sl.url}/v1/chat/completions`, chat('chunks:100:100', tag, { stream: true }), { headers: { 'x-request-id': 'cut-oai' } });
+    const seed = openStream(`${sl.url}/api/chat/stream/`, { message: 'cut-seed' }, { headers: { 'x-request-id': 'cut-seed' } });
+    await s.waitFor((x) => x.events.some((e) => e.json?.choices?.[0]?.delta?.content), 3000, 'the first content chunk');
+    await seed.waitFor((x) => x.events.some((e) => e.json?.type === 'chunk'), 3000, 'the seed stream\'s first chunk');
+    sl.proc.kill('SIGTERM');
+    await s.finished(4000);
+    await seed.finished(4000);
+    assertErrorEnding(s, 'the cut stream');
+    const last = s.events.filter((e) => e.type === 'data').at(-1).json;
+    assert.equal(last.error.code, 'server_shutting_down');
+    const seedLast = seed.events.filter((e) => e.type === 'data').at(-1).json;
+    assert.equal(seedLast.type, 'error', `the seed dialect's own error event: ${JSON.stringify(seedLast)}`);
+    assert.ok(await exitedWithin(sl, 6000) !== null, 'sluice did not exit after the cut');
+    const r = await stopAndCheck(sl);
+    assert.equal(r.code, 0);
+    const lines = sl.accessLog();
+    for (const rid of ['cut-oai', 'cut-seed']) {
+      const line = lines.find((l) => l.request_id === rid);
+      assert.ok(line, `the access-log line of ${rid}`);
+      assert.equal(line.status, 200, 'the HTTP status that went out');
+      assert.equal(line.final_status, 503, `${rid}: the exchange's outcome`);
+      assert.equal(line.cancelled, false, 'the server cut it, the client did not leave');
+    }
+    const q = spawnSync('sqlite3', [db, "SELECT request_id, status, cancelled FROM usage WHERE request_id LIKE 'cut-%' ORDER BY request_id"], { encoding: 'utf8', timeout: 5000 });
+    assert.equal(q.status, 0, q.stderr);
+    assert.equal(q.stdout.trim(), 'cut-oai|503|0\ncut-seed|503|0', 'the usage rows agree with the access log');
   });
 
   test('an idle keep-alive connection does not hold up the exit', async () => {

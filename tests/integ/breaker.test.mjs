@@ -17,6 +17,7 @@ import { request } from './lib/raw-http.mjs';
 import { openStream } from './lib/sse.mjs';
 import { useSluice, baseConfig, chat, startSluice, stopAndCheck, UPSTREAM_KEY } from './lib/sluice.mjs';
 import { assertErrorBody } from './lib/checks.mjs';
+import OpenAI from 'openai';
 import { uid } from './lib/dialects.mjs';
 import { scrape, scrapeUntil, total } from './lib/prom.mjs';
 
@@ -27,7 +28,11 @@ let laneServer;
 async function startLanes() {
   return startScriptedServer((rec) => {
     rec.lane = String(rec.body?.model);
-    return planFor({ ...rec.body, model: lanes[rec.lane] ?? 'ok' });
+    // A prompt "scenario=NAME ..." picks the scenario itself (the acceptance run's way of
+    // failing on purpose on the same model as its ordinary requests).
+    const msgs = rec.body?.messages ?? [];
+    const asked = /^scenario=(\S+)/.exec(String(msgs.at(-1)?.content ?? ''))?.[1];
+    return planFor({ ...rec.body, model: asked ?? lanes[rec.lane] ?? 'ok' });
   });
 }
 
@@ -50,6 +55,7 @@ const ctx = useSluice(async () => {
     'two-*': [{ provider: 'up', model: 'slowbad' }, { provider: 'alt', model: 'good' }],
     'rl2-*': [{ provider: 'up', model: 'rl2' }, { provider: 'alt', model: 'good' }],
     'probe-*': [{ provider: 'pr', model: 'plane' }, { provider: 'alt', model: 'good' }],
+    'accept-*': [{ provider: 'up', model: 'accept' }],
     ...cfg.models,
   };
   return cfg;
@@ -192,6 +198,30 @@ describe('breaker semantics', { timeout: 60_000 }, () => {
     const rid2 = uid('probe-closed');
     await post('probe-x', rid2);
     assert.equal(atLane('plane', rid2).length, 1, 'closed again: the target is used');
+  });
+});
+
+describe('an OpenAI-compatible acceptance run (official SDK, default breaker, one target)', { timeout: 60_000 }, () => {
+  test('deliberate 5xx, timeouts and aborts, then 40 ordinary requests: all 40 answered', async () => {
+    const client = new OpenAI({ apiKey: 'sk-any', baseURL: ctx.sl.baseURL, maxRetries: 0, timeout: 10000 });
+    const ask = (content, opts) => client.chat.completions.create({ model: 'accept-x', messages: [{ role: 'user', content }] }, opts);
+    for (let i = 0; i < 6; i++) {
+      await assert.rejects(ask(`scenario=status-500 ${uid('acc')}`), (e) => e.status === 500);
+      await assert.rejects(ask(`scenario=status-503 ${uid('acc')}`), (e) => e.status === 503);
+      await assert.rejects(ask(`scenario=hang ${uid('acc')}`), (e) => e.status === 504, 'first-byte timeout');
+      const ac = new AbortController();
+      const p = ask(`scenario=hang ${uid('acc')}`, { signal: ac.signal });
+      setTimeout(() => ac.abort(), 50);
+      await assert.rejects(p);
+    }
+    let ok = 0;
+    for (let i = 0; i < 40; i++) {
+      const tag = uid('acc-ok');
+      const r = await ask(tag);
+      assert.equal(r.choices[0].message.content, contentPieces(chat('ok', tag)).join(''), `ordinary request ${i + 1}`);
+      ok++;
+    }
+    assert.equal(ok, 40);
   });
 });
 

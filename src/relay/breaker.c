@@ -34,9 +34,15 @@ typedef struct opened {
     uint64_t count;
 } opened_t;
 
+/* Twice the table: probes stay short. Slot values are entry index + 1; 0 is empty. */
+#define INDEX_SLOTS (2 * SL_BREAKERS_MAX)
+_Static_assert(SL_BREAKERS_MAX < 65535, "index slots hold an entry index in 16 bits");
+
 struct sl_breakers {
     pthread_mutex_t mu;
+    size_t count; /* entries in use; read without the lock for the fast path */
     entry_t e[SL_BREAKERS_MAX];
+    uint16_t index[INDEX_SLOTS];
     opened_t opened[64]; /* sluice_breaker_opened_total by provider (names come from config) */
 };
 
@@ -84,33 +90,54 @@ static bool pristine(const entry_t *e, uint64_t now)
     return e->state == SL_BREAKER_CLOSED && e->failures == 0 && e->limited_until <= now;
 }
 
-/* The entry for provider/model; created when create is set and there is room. Under mu. */
+static void index_put(sl_breakers_t *b, size_t i)
+{
+    for (size_t s = b->e[i].hash & (INDEX_SLOTS - 1);; s = (s + 1) & (INDEX_SLOTS - 1)) {
+        if (!b->index[s]) {
+            b->index[s] = (uint16_t)(i + 1);
+            return;
+        }
+    }
+}
+
+/* After an eviction (rare): every live entry back in a clean index. */
+static void index_rebuild(sl_breakers_t *b)
+{
+    memset(b->index, 0, sizeof b->index);
+    for (size_t i = 0; i < SL_BREAKERS_MAX; i++)
+        if (b->e[i].key)
+            index_put(b, i);
+}
+
+/* The entry for provider/model; created when create is set and there is room. Under mu.
+ * Lookups probe the index (a few slots); only creating one scans the table. */
 static entry_t *find(sl_breakers_t *b, const char *provider, const char *model, bool create,
                      uint64_t now)
 {
     size_t plen = strlen(provider), mlen = strlen(model);
     uint64_t h = hash_of(provider, plen, model, mlen);
-    entry_t *free_slot = NULL, *evictable = NULL;
-    for (size_t i = 0; i < SL_BREAKERS_MAX; i++) {
-        entry_t *e = &b->e[i];
-        if (!e->key) {
-            if (!free_slot)
-                free_slot = e;
-            continue;
-        }
+    for (size_t s = h & (INDEX_SLOTS - 1); b->index[s]; s = (s + 1) & (INDEX_SLOTS - 1)) {
+        entry_t *e = &b->e[b->index[s] - 1];
         if (e->hash == h && e->plen == plen && !memcmp(e->key, provider, plen + 1) &&
             !strcmp(e->key + plen + 1, model)) {
             e->used = now;
             return e;
         }
-        if (pristine(e, now) && (!evictable || e->used < evictable->used))
-            evictable = e;
     }
     if (!create)
         return NULL;
+    entry_t *free_slot = NULL, *evictable = NULL;
+    for (size_t i = 0; i < SL_BREAKERS_MAX && !free_slot; i++) {
+        entry_t *e = &b->e[i];
+        if (!e->key)
+            free_slot = e;
+        else if (pristine(e, now) && (!evictable || e->used < evictable->used))
+            evictable = e;
+    }
     entry_t *e = free_slot ? free_slot : evictable;
     if (!e)
         return NULL; /* full of targets that matter: this one goes untracked */
+    bool evicted = e->key != NULL;
     sl_free(e->key);
     memset(e, 0, sizeof *e);
     e->key = sl_malloc(plen + 1 + mlen + 1);
@@ -119,6 +146,12 @@ static entry_t *find(sl_breakers_t *b, const char *provider, const char *model, 
     e->plen = plen;
     e->hash = h;
     e->used = now;
+    if (evicted) {
+        index_rebuild(b);
+    } else {
+        index_put(b, (size_t)(e - b->e));
+        __atomic_add_fetch(&b->count, 1, __ATOMIC_RELEASE);
+    }
     return e;
 }
 
@@ -165,7 +198,8 @@ void sl_breakers_check(sl_breakers_t *b, const char *provider, const char *model
 {
     memset(out, 0, sizeof *out);
     out->verdict = SL_BREAKER_GO;
-    if (!b)
+    /* Nothing ever failed (the usual case): no lock at all. */
+    if (!b || __atomic_load_n(&b->count, __ATOMIC_ACQUIRE) == 0)
         return;
     change_t ch = {0};
     SL_ASSERT(pthread_mutex_lock(&b->mu) == 0);
@@ -222,13 +256,13 @@ void sl_breakers_report(sl_breakers_t *b, const char *provider, const char *mode
                         const sl_breaker_policy_t *p, sl_breaker_outcome_t outcome,
                         int retry_after_s, bool probe, const char *why, uint64_t now_ms)
 {
-    if (!b)
-        return;
+    bool bad = outcome == SL_BREAKER_FAILED || outcome == SL_BREAKER_LIMITED;
+    if (!b || (!bad && __atomic_load_n(&b->count, __ATOMIC_ACQUIRE) == 0))
+        return; /* good news about targets nobody tracks: nothing to change */
     change_t ch = {0};
     char reason[96];
     SL_ASSERT(pthread_mutex_lock(&b->mu) == 0);
     /* Good news about a target we know nothing of changes nothing: no entry for it. */
-    bool bad = outcome == SL_BREAKER_FAILED || outcome == SL_BREAKER_LIMITED;
     entry_t *e = find(b, provider, model, bad, now_ms);
     if (e && probe)
         e->probe_since = 0;

@@ -169,8 +169,7 @@ static void usage_now(const sl_relay_t *r, sl_usage_t *u, bool *estimated)
     }
 }
 
-static void log_fields(sl_relay_t *r, sl_buf_t *b, const sl_usage_t *u, bool estimated,
-                       int status)
+static void log_fields(sl_relay_t *r, sl_buf_t *b, const sl_usage_t *u, bool estimated, int status)
 {
     /* The usage record's status: the HTTP status, or the error's once the answer failed after
      * its head went out (499: the client left). The line's "status" stays what was sent. */
@@ -252,9 +251,12 @@ static void finalize(sl_relay_t *r, int status)
     usage_now(r, &u, &estimated);
     count(r, status, &u);
     sl_admit_cancel(&r->admit);
-    /* Nothing answered and nothing was reported: no tokens were spent (a failure releases
-     * its reservation whole). */
-    int64_t spent = r->committed || r->have_usage ? u.prompt + u.completion : 0;
+    /* Nothing answered and nothing was reported: an upstream failure spent nothing (its
+     * reservation comes back whole); a client that left while the upstream was reading its
+     * prompt is charged the prompt (providers bill it). */
+    int64_t spent = r->committed || r->have_usage  ? u.prompt + u.completion
+                    : r->cancelled && r->t_attempt ? u.prompt
+                                                   : 0;
     sl_admit_env_t env;
     admit_env(r, &env);
     sl_admit_settle(&r->admit, &env, spent);

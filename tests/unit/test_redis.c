@@ -357,8 +357,8 @@ static void test_redis_budget_reservations_hold_under_parallel_takes(void **stat
 {
     fx_t *fx = *state;
     sl_redis_t *a = connected(fx), *b = connected(fx);
-    sl_redis_budget_t budget = {.id = "k2", .budget_tokens = 100, .worst = 30, .strict = true,
-                                .member = "p"};
+    sl_redis_budget_t budget = {
+        .id = "k2", .budget_tokens = 100, .worst = 30, .strict = true, .member = "p"};
     int allowed = 0;
     for (int i = 0; i < 10; i++) {
         rec_t rc = take(fx, i % 2 ? a : b, NULL, 0, 0, &budget);
@@ -386,8 +386,8 @@ static void test_redis_budget_rebuilt_from_the_floor(void **state)
     sl_redis_t *r = connected(fx);
     char *ok = admin_cmd(fx->srv, "FLUSHALL");
     sl_free(ok);
-    sl_redis_budget_t budget = {.id = "k3", .budget_tokens = 100, .worst = 30, .strict = true,
-                                .floor = 80, .member = "f"};
+    sl_redis_budget_t budget = {
+        .id = "k3", .budget_tokens = 100, .worst = 30, .strict = true, .floor = 80, .member = "f"};
     rec_t rc = take(fx, r, NULL, 0, 0, &budget);
     assert_false(rc.res.allowed);
     assert_int_equal(rc.res.budget_left, 20);
@@ -402,8 +402,8 @@ static void test_redis_cancelled_take_releases_its_reservation(void **state)
 {
     fx_t *fx = *state;
     sl_redis_t *r = connected(fx);
-    sl_redis_budget_t budget = {.id = "k4", .budget_tokens = 100, .worst = 60, .strict = true,
-                                .member = "c"};
+    sl_redis_budget_t budget = {
+        .id = "k4", .budget_tokens = 100, .worst = 60, .strict = true, .member = "c"};
     rec_t gone = {0};
     sl_redis_op_t *op = NULL;
     assert_int_equal(sl_redis_take(r, NULL, 0, 0, &budget, on_take, &gone, &op), 0);

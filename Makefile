@@ -31,7 +31,8 @@ ASAN    ?= build/asan
 
 all: $(REL)/sluice
 
-deps:
+# After apt-deps, never beside it: two apt-get runs at once fail on apt's lock (make -j).
+deps: apt-deps
 	@scripts/deps.sh --npm
 # Every compile waits for the Debian packages (order-only: it never makes a rebuild).
 apt-deps:
@@ -94,10 +95,11 @@ FUZZ_SRC_json_scan     := src/codec/json_scan.c
 FUZZ_SRC_openai_decode := src/upstream/openai_decode.c src/codec/openai_chunk.c src/codec/json_scan.c
 FUZZ_SRC_anthropic     := src/upstream/anthropic_codec.c src/codec/sse.c $(FUZZ_SRC_openai_decode)
 FUZZ_SRC_config        := src/config/config.c src/config/sections.c src/config/ytree.c \
-                          src/config/glob.c src/core/sha256.c
+                          src/config/glob.c src/core/sha256.c src/http/client_ip.c
 FUZZ_SRC_jwt           := src/policy/jwt.c
 FUZZ_SRC_glob          := src/config/glob.c src/store/keys.c src/core/sha256.c
 FUZZ_SRC_h1_url        := src/upstream/h1_url.c
+FUZZ_SRC_client_ip     := src/http/client_ip.c
 FUZZ_SRC_h1_response   := src/upstream/h1.c src/upstream/h1_url.c
 FUZZ_SRC_dialects      := $(addprefix src/dialect/,openai.c chat.c monoai.c aichat.c seed.c) \
                           src/http/request.c src/http/router.c src/policy/auth.c \

@@ -254,7 +254,7 @@ probe() { # variant -> {"status":..,"ratelimit_headers":..,"metrics_status":..}
     -d '{"model":"bench","messages":[{"role":"user","content":"hi"}],"max_tokens":8}' "$(chat_url "$v")" || true)
   st=$(head -1 <<<"$hdr" | awk '{print $2}')
   rl=$(grep -ci '^x-ratelimit-' <<<"$hdr" || true)
-  ms=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:${SL_PORT[$v]}/metrics" || true)
+  ms=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-bench' "http://127.0.0.1:${SL_PORT[$v]}/metrics" || true)
   printf '{"status":%s,"ratelimit_headers":%s,"metrics_status":%s}' "${st:-0}" "${rl:-0}" "${ms:-0}"
 }
 noauth=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \

@@ -106,24 +106,50 @@ static int load_config(const char *path, sl_config_t **cfg)
     return rc;
 }
 
+/* observability.metrics.listen: every worker also listens there (SO_REUSEPORT, like the main
+ * port) for the operations endpoints alone. Fixed at start, like listen. */
+static int listen_ops(sl_worker_t *w, const sl_config_t *cfg, sl_router_t *ops, int *port)
+{
+    int fd, bound;
+    if (sl_worker_listen_fd(cfg->metrics_listen_host, *port, &fd, &bound) != 0)
+        return SL_ECONFIG;
+    *port = bound;
+    sl_worker_set_ops(w, fd, ops);
+    return 0;
+}
+
 static int start_workers(app_t *app, sl_config_t *cfg, sl_router_t *router, sl_store_t *store)
 {
     int n = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
     app->workers = sl_calloc((size_t)n, sizeof *app->workers);
     app->shared.workers = app->workers;
     app->shared.store = store;
-    int port = cfg->listen_port;
+    int port = cfg->listen_port, ops_port = cfg->metrics_listen_port;
+    sl_router_t *ops = NULL;
+    if (cfg->metrics && cfg->metrics_listen_host) {
+        ops = sl_router_new();
+        sl_router_add(ops, "", sl_admin_ops_routes, sl_admin_nops_routes);
+    }
     for (int i = 0; i < n; i++) {
         int fd, bound;
         /* The first bind resolves port 0; the others join that port (SO_REUSEPORT). */
-        if (sl_worker_listen_fd(cfg->listen_host, port, &fd, &bound) != 0)
+        if (sl_worker_listen_fd(cfg->listen_host, port, &fd, &bound) != 0 ||
+            (ops && listen_ops(&app->workers[i], cfg, ops, &ops_port) != 0)) {
+            sl_router_unref(ops);
             return SL_ECONFIG;
+        }
         port = bound;
-        if (sl_worker_start(&app->workers[i], i, fd, cfg, router, store, &app->shared) != 0)
+        if (sl_worker_start(&app->workers[i], i, fd, cfg, router, store, &app->shared) != 0) {
+            sl_router_unref(ops);
             return SL_EINTERNAL;
+        }
         app->nworkers++;
         app->shared.nworkers = app->nworkers;
     }
+    if (ops)
+        sl_log(SL_LOG_INFO, "metrics served on http://%s:%d/metrics (not on the main port)",
+               cfg->metrics_listen_host, ops_port);
+    sl_router_unref(ops);
     sl_log(SL_LOG_INFO, "listening on http://%s:%d (%d workers)", cfg->listen_host, port, n);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include "net/worker.h"
 #include "policy/auth.h"
 #include "relay/breaker.h"
+#include "store/keys.h"
 #include "store/store.h"
 
 static void json(sl_conn_t *c, int status, const char *body)
@@ -36,6 +37,55 @@ static void readyz(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t
         json(c, 200, "{\"status\":\"ready\"}");
 }
 
+/* observability.metrics.auth as it applies now: the default follows the keys that exist,
+ * issued ones included (as a dialect's default auth does). */
+static sl_metrics_auth_t metrics_auth(sl_conn_t *c)
+{
+    const sl_config_t *cfg = c->w->cfg;
+    if (cfg->metrics_auth != SL_METRICS_AUTH_DEFAULT)
+        return cfg->metrics_auth;
+    if (cfg->nadmin_keys)
+        return SL_METRICS_AUTH_ADMIN;
+    const struct sl_keyset *ks = sl_worker_keys(c->w);
+    return cfg->nkeys || (ks && sl_keyset_count(ks)) ? SL_METRICS_AUTH_KEY : SL_METRICS_AUTH_NONE;
+}
+
+/* Answers 401/403 itself (OpenAI-shaped) when the caller may not read the metrics. */
+static bool metrics_allowed(sl_conn_t *c, const sl_http_req_t *hr)
+{
+    const sl_config_t *cfg = c->w->cfg;
+    sl_metrics_auth_t mode = metrics_auth(c);
+    if (mode == SL_METRICS_AUTH_NONE || sl_auth_is_admin(cfg, hr))
+        return true;
+    if (mode == SL_METRICS_AUTH_ADMIN && !cfg->nadmin_keys) {
+        sl_conn_respond_error(c, 403, "invalid_request_error", "admin_disabled", NULL,
+                              "metrics need an admin key: configure auth.admin_keys", NULL);
+        return false;
+    }
+    if (!sl_auth_has_bearer(hr)) {
+        sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL,
+                              mode == SL_METRICS_AUTH_ADMIN
+                                  ? "an admin key is required (Authorization: Bearer <key>)"
+                                  : "an API key is required (Authorization: Bearer <key>)",
+                              "WWW-Authenticate: Bearer\r\n");
+        return false;
+    }
+    sl_identity_t id;
+    const char *why = NULL;
+    bool valid = sl_auth_admit(cfg, SL_AUTH_KEY, hr, NULL, sl_worker_keys(c->w), &id, &why) == 0;
+    sl_identity_dispose(&id);
+    if (valid && mode == SL_METRICS_AUTH_KEY)
+        return true;
+    if (valid)
+        sl_conn_respond_error(c, 403, "invalid_request_error", "forbidden", NULL,
+                              "this key may not read the metrics (an admin key is required)", NULL);
+    else
+        sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL,
+                              why ? why : "Incorrect API key provided.",
+                              "WWW-Authenticate: Bearer\r\n");
+    return false;
+}
+
 static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t *m)
 {
     sl_app_t *app = c->w->app;
@@ -44,6 +94,15 @@ static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
                               "metrics are disabled (observability.metrics: false)", NULL);
         return;
     }
+    if (c->w->ops_router && !c->ops) {
+        sl_conn_respond_error(c, 404, "invalid_request_error", "not_found", NULL,
+                              "metrics are served on their own listener "
+                              "(observability.metrics.listen)",
+                              NULL);
+        return;
+    }
+    if (!metrics_allowed(c, hr))
+        return;
     sl_metrics_t *shards[256];
     size_t n = 0;
     for (int i = 0; i < app->nworkers && n < 256; i++)
@@ -252,3 +311,13 @@ static const sl_route_t routes[] = {
 
 const sl_route_t *const sl_admin_routes = routes;
 const size_t sl_admin_nroutes = sizeof routes / sizeof routes[0];
+
+/* The metrics listener (observability.metrics.listen) serves these and nothing else. */
+static const sl_route_t ops_routes[] = {
+    {"GET", "/metrics", metrics},
+    {"GET", "/healthz", healthz},
+    {"GET", "/readyz", readyz},
+};
+
+const sl_route_t *const sl_admin_ops_routes = ops_routes;
+const size_t sl_admin_nops_routes = sizeof ops_routes / sizeof ops_routes[0];

@@ -7,5 +7,8 @@
 
 extern const sl_route_t *const sl_admin_routes;
 extern const size_t sl_admin_nroutes;
+/* What the metrics listener serves: /metrics, /healthz, /readyz. */
+extern const sl_route_t *const sl_admin_ops_routes;
+extern const size_t sl_admin_nops_routes;
 
 #endif

@@ -27,8 +27,9 @@ static const char default_yaml[] = "listen: 127.0.0.1:8080\n"
                                    "  \"*\": [ { provider: mock } ]\n";
 
 static const char *const top_keys[] = {
-    "listen",   "workers", "limits", "timeouts",      "auth",        "providers", "models",
-    "dialects", "store",   "retry",  "observability", "rate_limits", "cors",      NULL};
+    "listen",        "workers",     "limits",   "timeouts",        "auth",
+    "providers",     "models",      "dialects", "store",           "retry",
+    "observability", "rate_limits", "cors",     "trusted_proxies", NULL};
 /* DESIGN §7 sections that later versions will read: refused by name, never silently skipped. */
 static const char *const top_later[] = {NULL};
 
@@ -134,29 +135,35 @@ static bool is_host_char(char ch)
            ch == '.' || ch == '-' || ch == '_';
 }
 
-static int parse_listen(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
+int sl_cfgsec_host_port(sl_ytree_t *t, const yaml_node_t *v, const char *what, char **host,
+                        int *port)
 {
     char *s = NULL;
-    int rc = sl_ytree_str(t, v, "listen", &s);
+    int rc = sl_ytree_str(t, v, what, &s);
     if (rc != 0)
         return rc;
     char *colon = strrchr(s, ':');
     size_t hlen = colon ? (size_t)(colon - s) : 0;
-    uint64_t port = 0;
+    uint64_t n = 0;
     bool host_ok = hlen > 0;
     for (size_t i = 0; i < hlen; i++)
         host_ok = host_ok && is_host_char(s[i]);
-    if (!host_ok || !sl_ytree_parse_uint(colon + 1, &port)) {
-        rc = sl_ytree_error(t, v, "listen: expected host:port, like 127.0.0.1:8080");
-    } else if (port > 65535) {
-        rc = sl_ytree_error(t, v, "listen: the port must be from 0 to 65535");
+    if (!host_ok || !sl_ytree_parse_uint(colon + 1, &n)) {
+        rc = sl_ytree_error(t, v, "%s: expected host:port, like 127.0.0.1:8080", what);
+    } else if (n > 65535) {
+        rc = sl_ytree_error(t, v, "%s: the port must be from 0 to 65535", what);
     } else {
-        sl_free(c->listen_host);
-        c->listen_host = sl_strndup(s, hlen);
-        c->listen_port = (int)port;
+        sl_free(*host);
+        *host = sl_strndup(s, hlen);
+        *port = (int)n;
     }
     sl_free(s);
     return rc;
+}
+
+static int parse_listen(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
+{
+    return sl_cfgsec_host_port(t, v, "listen", &c->listen_host, &c->listen_port);
 }
 
 static int parse_workers(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
@@ -735,6 +742,7 @@ static section_fn section(const char *key)
         {"observability", sl_cfgsec_observability},
         {"rate_limits", sl_cfgsec_rate_limits},
         {"cors", sl_cfgsec_cors},
+        {"trusted_proxies", sl_cfgsec_trusted_proxies},
     };
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
         if (strcmp(sections[i].key, key) == 0)

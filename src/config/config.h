@@ -11,6 +11,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "http/client_ip.h"
 
 typedef enum sl_provider_type {
     SL_PROVIDER_MOCK,
@@ -80,6 +81,15 @@ typedef struct sl_jwt_cfg {
     char *issuer;      /* when set, "iss" must equal it (owned, may be NULL) */
     char *audience;    /* when set, "aud" must equal or contain it (owned, may be NULL) */
 } sl_jwt_cfg_t;
+
+/* observability.metrics.auth: who may read /metrics. */
+typedef enum sl_metrics_auth {
+    SL_METRICS_AUTH_DEFAULT = 0, /* admin when auth.admin_keys is set, else key when any key
+                                    exists (config or issued, at request time), else none */
+    SL_METRICS_AUTH_NONE,
+    SL_METRICS_AUTH_KEY,   /* any valid key: auth.keys, issued keys or an admin key */
+    SL_METRICS_AUTH_ADMIN, /* an auth.admin_keys key */
+} sl_metrics_auth_t;
 
 typedef enum sl_auth_mode {
     SL_AUTH_DEFAULT =
@@ -200,6 +210,15 @@ typedef struct sl_config {
     char **cors_origins; /* owned; cors.origins ("*" allowed) */
     size_t ncors_origins;
     uint64_t cors_max_age_s; /* default 600 */
+
+    /* trusted_proxies: peers whose X-Forwarded-For / Forwarded name the client (default none:
+     * the TCP peer is the client) */
+    sl_cidr_t *trusted_proxies; /* owned */
+    size_t ntrusted_proxies;
+    /* observability.metrics (map form; the boolean form sets only `metrics` above) */
+    sl_metrics_auth_t metrics_auth;
+    char *metrics_listen_host; /* owned; NULL = /metrics on the main listener */
+    int metrics_listen_port;   /* with a host: its own listener (0 = any free port) */
 } sl_config_t;
 
 /* The dialect names as configured ("openai", "chat", "monoai", "aichat", "rag"). */

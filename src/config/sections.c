@@ -61,6 +61,8 @@ void sl_cfgsec_free(sl_config_t *c)
     sl_free(c->jwt.user_claim);
     sl_free(c->jwt.issuer);
     sl_free(c->jwt.audience);
+    sl_free(c->trusted_proxies);
+    sl_free(c->metrics_listen_host);
 }
 
 const sl_agent_cfg_t *sl_config_agent(const sl_config_t *c, const char *name)
@@ -426,13 +428,52 @@ int sl_cfgsec_retry(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
     return rc;
 }
 
+static int parse_metrics_auth(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
+{
+    static const char *const names[] = {[SL_METRICS_AUTH_NONE] = "none",
+                                        [SL_METRICS_AUTH_KEY] = "key",
+                                        [SL_METRICS_AUTH_ADMIN] = "admin"};
+    char *s = NULL;
+    int rc = sl_ytree_str(t, v, "metrics.auth", &s);
+    for (int i = SL_METRICS_AUTH_NONE; rc == 0 && i <= SL_METRICS_AUTH_ADMIN; i++)
+        if (strcmp(s, names[i]) == 0) {
+            c->metrics_auth = (sl_metrics_auth_t)i;
+            sl_free(s);
+            return 0;
+        }
+    if (rc == 0)
+        rc = sl_ytree_error(t, v, "metrics.auth: expected none, key or admin");
+    sl_free(s);
+    return rc;
+}
+
+/* observability.metrics: true | false, or { enabled, auth, listen }. */
+static int parse_metrics(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
+{
+    if (v->type == YAML_SEQUENCE_NODE)
+        return sl_ytree_error(t, v, "metrics: expected true, false or { enabled, auth, listen }");
+    if (v->type != YAML_MAPPING_NODE)
+        return sl_cfgsec_bool(t, v, "metrics", &c->metrics);
+    static const char *const allowed[] = {"enabled", "auth", "listen", NULL};
+    int rc = sl_ytree_check_map(t, v, "metrics", allowed, NULL);
+    yaml_node_t *f;
+    if (rc == 0 && (f = sl_ytree_get(t, v, "enabled")))
+        rc = sl_cfgsec_bool(t, f, "metrics.enabled", &c->metrics);
+    if (rc == 0 && (f = sl_ytree_get(t, v, "auth")))
+        rc = parse_metrics_auth(t, f, c);
+    if (rc == 0 && (f = sl_ytree_get(t, v, "listen")))
+        rc = sl_cfgsec_host_port(t, f, "metrics.listen", &c->metrics_listen_host,
+                                 &c->metrics_listen_port);
+    return rc;
+}
+
 int sl_cfgsec_observability(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 {
     static const char *const allowed[] = {"metrics", "access_log", NULL};
     int rc = sl_ytree_check_map(t, v, "observability", allowed, NULL);
     yaml_node_t *f;
     if (rc == 0 && (f = sl_ytree_get(t, v, "metrics")))
-        rc = sl_cfgsec_bool(t, f, "metrics", &c->metrics);
+        rc = parse_metrics(t, f, c);
     if (rc == 0 && (f = sl_ytree_get(t, v, "access_log")))
         rc = sl_cfgsec_bool(t, f, "access_log", &c->access_log);
     return rc;
@@ -455,8 +496,7 @@ static int parse_rate(sl_ytree_t *t, const yaml_node_t *v, const char *what, sl_
 
 int sl_cfgsec_rate_limits(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 {
-    static const char *const allowed[] = {"per_key", "per_user", "per_ip", "budget_reserve",
-                                          NULL};
+    static const char *const allowed[] = {"per_key", "per_user", "per_ip", "budget_reserve", NULL};
     int rc = sl_ytree_check_map(t, v, "rate_limits", allowed, NULL);
     yaml_node_t *f;
     uint64_t n = 0;
@@ -495,6 +535,28 @@ int sl_cfgsec_cors(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
             strncmp(c->cors_origins[i], "http://", 7) != 0 &&
             strncmp(c->cors_origins[i], "https://", 8) != 0)
             rc = sl_ytree_error(t, item, "origin: expected \"*\" or a scheme://host[:port]");
+    }
+    return rc;
+}
+
+/* trusted_proxies: [ "10.0.0.0/8", "::1/128", ... ] (http/client_ip parses and matches). */
+int sl_cfgsec_trusted_proxies(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
+{
+    int rc = sl_ytree_check_seq(t, v, "trusted_proxies");
+    size_t n = rc == 0 ? (size_t)(v->data.sequence.items.top - v->data.sequence.items.start) : 0;
+    sl_free(c->trusted_proxies);
+    c->trusted_proxies = sl_calloc(n ? n : 1, sizeof *c->trusted_proxies);
+    c->ntrusted_proxies = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        yaml_node_t *item = sl_ytree_node(t, v->data.sequence.items.start[i]);
+        char *s = NULL;
+        const char *why = NULL;
+        rc = sl_ytree_str(t, item, "trusted_proxies", &s);
+        if (rc == 0 && sl_cidr_parse(s, &c->trusted_proxies[i], &why) != 0)
+            rc = sl_ytree_error(t, item, "trusted_proxies: \"%s\": %s", s, why);
+        sl_free(s);
+        if (rc == 0)
+            c->ntrusted_proxies = i + 1;
     }
     return rc;
 }

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
+#include "http/client_ip.h"
 #include "net/conn.h"
 #include "net/worker.h"
 #include "relay/relay.h"
@@ -720,28 +721,47 @@ static void on_stats(void *ud, int err, const sl_user_stats_t *rows, size_t n)
     sl_free(s);
 }
 
-static void stats(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t *m)
+/* Whose usage the caller may see: an admin key (auth.admin_keys) every record, an API key the
+ * records of that key (*key_name, owned), nobody else anything, except a loopback peer (the
+ * socket's, whatever headers say) when no key was used. False: refused (answered). */
+static bool stats_scope(sl_conn_t *c, const sl_http_req_t *hr, char **key_name)
 {
+    *key_name = NULL;
+    if (sl_auth_is_admin(c->w->cfg, hr))
+        return true;
     sl_identity_t who;
     if (!admit(c, hr, &who))
-        return;
+        return false;
+    *key_name = who.key_name;
+    who.key_name = NULL;
     sl_identity_dispose(&who);
+    if (*key_name || sl_ip_is_loopback(sl_conn_tcp_peer(c)))
+        return true;
+    error_json(c, 403, "usage statistics need an API key (or a loopback client when none is used)");
+    return false;
+}
+
+static void stats(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t *m)
+{
+    char *key_name;
+    if (!stats_scope(c, hr, &key_name))
+        return;
+    stats_wait_t *s = NULL;
     if (!c->w->store) {
         error_json(c, 503, "usage statistics are unavailable");
-        return;
-    }
-    stats_wait_t *s = sl_calloc(1, sizeof *s);
-    s->c = c;
-    s->one = m->param != NULL;
-    if (s->one && m->param_len >= sizeof s->user) {
-        sl_free(s);
+    } else if (m->param && m->param_len >= sizeof s->user) {
         error_json(c, 400, "user id too long");
-        return;
+    } else {
+        s = sl_calloc(1, sizeof *s);
+        s->c = c;
+        s->one = m->param != NULL;
+        if (s->one)
+            memcpy(s->user, m->param, m->param_len);
+        sl_conn_set_hooks(c, &stats_hooks, s);
+        s->op = sl_store_user_stats_key(c->w->store, s->one ? s->user : NULL, key_name, on_stats,
+                                        s); /* the op copies key_name */
     }
-    if (s->one)
-        memcpy(s->user, m->param, m->param_len);
-    sl_conn_set_hooks(c, &stats_hooks, s);
-    s->op = sl_store_user_stats(c->w->store, s->one ? s->user : NULL, on_stats, s);
+    sl_free(key_name);
 }
 
 static const sl_route_t routes[] = {

@@ -181,6 +181,21 @@ const char *sl_http_req_header(const sl_http_req_t *r, const char *lname)
     return NULL;
 }
 
+const char *sl_http_req_header_next(const sl_http_req_t *r, const char *lname, const char *prev)
+{
+    const char *p = prev + strlen(prev) + 1, *end = r->hdrs.data + r->hdrs.len;
+    while (p < end) {
+        const char *name = p;
+        const char *value = name + strlen(name) + 1;
+        if (value >= end)
+            break;
+        if (strcmp(name, lname) == 0)
+            return value;
+        p = value + strlen(value) + 1;
+    }
+    return NULL;
+}
+
 const char *sl_http_req_path(const sl_http_req_t *r, size_t *len)
 {
     const char *u = r->url.data ? r->url.data : "";

@@ -35,6 +35,9 @@ void sl_http_req_reset(sl_http_req_t *r);
 size_t sl_http_req_feed(sl_http_req_t *r, const char *p, size_t n);
 /* Value of a header by lowercase name, or NULL. */
 const char *sl_http_req_header(const sl_http_req_t *r, const char *lname);
+/* The value of the next line of that header after prev (a value this request returned), or
+ * NULL: for headers sent on several lines (X-Forwarded-For, Forwarded). */
+const char *sl_http_req_header_next(const sl_http_req_t *r, const char *lname, const char *prev);
 /* The path part of the target (without ?query), and its length. */
 const char *sl_http_req_path(const sl_http_req_t *r, size_t *len);
 const char *sl_http_req_method(const sl_http_req_t *r);

@@ -109,6 +109,7 @@ void sl_conn_accept(sl_worker_t *w, uv_stream_t *listener)
     c->tcp.data = c;
     c->timer.data = c;
     c->closes_pending = 2;
+    c->ops = listener == (uv_stream_t *)&w->ops_listener;
     sl_http_req_init(&c->req, w->cfg->max_header, w->cfg->max_body);
     c->high_water = w->cfg->stream_buffer;
     c->low_water = c->high_water / 4;
@@ -292,6 +293,8 @@ static void write_access_log(sl_conn_t *c)
     sl_buf_puts(line, sl_http_req_method(&c->req));
     sl_buf_puts(line, "\",\"path\":\"");
     sl_buf_json_escape(line, path, plen < 512 ? plen : 512);
+    sl_buf_puts(line, "\",\"client\":\"");
+    sl_buf_puts(line, sl_conn_client_ip(c)); /* an address's text: nothing to escape */
     sl_buf_puts(line, "\",\"status\":");
     sl_buf_put_i64(line, c->status);
     sl_buf_puts(line, ",\"bytes_out\":");
@@ -518,6 +521,7 @@ static void reject(sl_conn_t *c, int err, const char *msg)
     c->state = SL_CONN_HANDLING; /* so the response is logged like any other */
     c->w->active++;
     new_request_id(c);
+    c->client_known = false;
     c->t_start = sl_now_ms();
     c->req.keep_alive = false;
     sl_conn_respond_error(c, status, sl_err_type(err), NULL, NULL, msg, NULL);
@@ -532,9 +536,10 @@ static void dispatch(sl_conn_t *c)
     c->w->active++;
     c->t_start = sl_now_ms();
     new_request_id(c);
+    c->client_known = false;
     uv_timer_stop(&c->timer);
     if (!preflight(c))
-        sl_router_dispatch(c->w->router, c, &c->req);
+        sl_router_dispatch(c->ops ? c->w->ops_router : c->w->router, c, &c->req);
 }
 
 /* Parses buffered input from the front; dispatches complete requests one at a time. */
@@ -765,15 +770,65 @@ void sl_conn_ws_close(sl_conn_t *c, uint16_t code, const char *reason)
     schedule(c);
 }
 
-void sl_conn_peer(const sl_conn_t *c, char *out, size_t cap)
+/* ---- who the client is ---- */
+
+const char *sl_conn_tcp_peer(sl_conn_t *c)
 {
+    if (c->tcp_peer_read)
+        return c->tcp_peer;
+    c->tcp_peer_read = true; /* a syscall: at most once per connection */
     struct sockaddr_storage ss;
     int len = sizeof ss;
+    char *out = c->tcp_peer;
     out[0] = '\0';
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
+        return out;
     if (ss.ss_family == AF_INET)
-        (void)uv_ip4_name((const struct sockaddr_in *)&ss, out, cap); /* "" on failure */
+        (void)uv_ip4_name((const struct sockaddr_in *)&ss, out, SL_IP_TEXT); /* "" on failure */
     else if (ss.ss_family == AF_INET6)
-        (void)uv_ip6_name((const struct sockaddr_in6 *)&ss, out, cap);
+        (void)uv_ip6_name((const struct sockaddr_in6 *)&ss, out, SL_IP_TEXT);
+    return out;
+}
+
+/* Every line of a list header, comma-joined (RFC 9110 §5.3), or NULL when absent. One line is
+ * returned as is; tmp holds a join. */
+static const char *header_list(const sl_http_req_t *r, const char *lname, sl_buf_t *tmp)
+{
+    const char *first = sl_http_req_header(r, lname);
+    const char *next = first ? sl_http_req_header_next(r, lname, first) : NULL;
+    if (!next)
+        return first;
+    sl_buf_puts(tmp, first);
+    for (; next; next = sl_http_req_header_next(r, lname, next)) {
+        sl_buf_puts(tmp, ", ");
+        sl_buf_puts(tmp, next);
+    }
+    return tmp->data;
+}
+
+const char *sl_conn_client_ip(sl_conn_t *c)
+{
+    if (c->client_known)
+        return c->client_ip;
+    c->client_known = true;
+    const sl_config_t *cfg = c->w->cfg;
+    const char *peer = sl_conn_tcp_peer(c);
+    if (!cfg->ntrusted_proxies) {
+        snprintf(c->client_ip, sizeof c->client_ip, "%s", peer);
+        return c->client_ip;
+    }
+    sl_buf_t xff, fwd;
+    sl_buf_init(&xff);
+    sl_buf_init(&fwd);
+    (void)sl_client_ip(cfg->trusted_proxies, cfg->ntrusted_proxies, peer,
+                       header_list(&c->req, "x-forwarded-for", &xff),
+                       header_list(&c->req, "forwarded", &fwd), c->client_ip); /* peer or not */
+    sl_buf_dispose(&xff);
+    sl_buf_dispose(&fwd);
+    return c->client_ip;
+}
+
+void sl_conn_peer(sl_conn_t *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", sl_conn_client_ip(c));
 }

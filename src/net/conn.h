@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "http/client_ip.h"
 #include "http/request.h"
 
 typedef struct sl_worker sl_worker_t;
@@ -81,6 +82,14 @@ struct sl_conn {
     sl_buf_t log_extra;  /* owned; ",\"field\":value" pairs a handler adds to the log line */
     sl_buf_t head_extra; /* owned; "Name: v\r\n" lines a handler adds to this response's head */
 
+    /* who the client is (http/client_ip): read on first use, so a request that needs neither
+     * costs no syscall and no header parse */
+    char tcp_peer[SL_IP_TEXT]; /* the socket's peer, once per connection ("" unknown) */
+    bool tcp_peer_read;
+    char client_ip[SL_IP_TEXT]; /* the current request's client (trusted_proxies) */
+    bool client_known;          /* client_ip is this request's; cleared when one begins */
+    bool ops;                   /* accepted on the metrics listener (observability.metrics) */
+
     const sl_conn_hooks_t *hooks; /* of the current request; NULL when none listens */
     void *hooks_ud;
 
@@ -125,8 +134,14 @@ void sl_conn_ws_begin(sl_conn_t *c);
 void sl_conn_ws_send(sl_conn_t *c, const char *msg, size_t len);
 /* Starts the closing handshake; the connection closes once it completes. */
 void sl_conn_ws_close(sl_conn_t *c, uint16_t code, const char *reason);
-/* The client's IP address as text ("" when unknown). */
-void sl_conn_peer(const sl_conn_t *c, char *out, size_t cap);
+/* The client's IP address as text ("" when unknown): the address a trusted proxy forwarded
+ * (trusted_proxies) or else the TCP peer; worked out once per request. */
+void sl_conn_peer(sl_conn_t *c, char *out, size_t cap);
+/* The same, borrowed: valid until the next request on c begins. */
+const char *sl_conn_client_ip(sl_conn_t *c);
+/* The TCP peer's address, whatever the headers say ("" when unknown); read once per
+ * connection. Borrowed: lives as long as c. */
+const char *sl_conn_tcp_peer(sl_conn_t *c);
 /* Bytes queued and not yet written to the socket. */
 size_t sl_conn_queued(const sl_conn_t *c);
 /* Closes the connection (idempotent); the handler's gone hook runs if a request is active. */

@@ -279,6 +279,25 @@ static void run(void *arg)
     sl_buf_dispose(&w->access_log);
 }
 
+void sl_worker_set_ops(sl_worker_t *w, int fd, sl_router_t *router)
+{
+    w->ops_fd = fd;
+    w->ops_router = sl_router_ref(router);
+}
+
+static int listen_ops(sl_worker_t *w)
+{
+    uv_tcp_init(&w->loop, &w->ops_listener);
+    w->ops_listener.data = w;
+    int rc = uv_tcp_open(&w->ops_listener, w->ops_fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&w->ops_listener, 128, on_connection);
+    if (rc != 0)
+        sl_log(SL_LOG_ERROR, "worker %d: metrics listen: %s", w->id, uv_strerror(rc));
+    uv_unref((uv_handle_t *)&w->ops_listener);
+    return rc;
+}
+
 int sl_worker_start(sl_worker_t *w, int id, int fd, sl_config_t *cfg, sl_router_t *router,
                     sl_store_t *store, struct sl_app *app)
 {
@@ -302,6 +321,10 @@ int sl_worker_start(sl_worker_t *w, int id, int fd, sl_config_t *cfg, sl_router_
         sl_log(SL_LOG_ERROR, "worker %d: listen: %s", id, uv_strerror(rc));
         return SL_EINTERNAL;
     }
+    if (rc == 0 && w->ops_router)
+        rc = listen_ops(w);
+    if (rc != 0)
+        return SL_EINTERNAL;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     uv_check_init(&w->loop, &w->flush);
@@ -337,6 +360,8 @@ void sl_worker_join(sl_worker_t *w)
     sl_config_unref(w->next_cfg);
     sl_router_unref(w->router);
     sl_router_unref(w->next_router);
+    sl_router_unref(w->ops_router);
+    w->ops_router = NULL;
     uv_mutex_destroy(&w->next_mu);
     w->cfg = w->next_cfg = NULL;
     w->router = w->next_router = NULL;

@@ -22,6 +22,12 @@ typedef struct sl_worker {
     int id;
     uv_loop_t loop;
     uv_tcp_t listener;
+    /* observability.metrics.listen: a second listener for /metrics, /healthz and /readyz only,
+     * routed by ops_router (owned ref; NULL = none). Unref'd, so it never holds the loop open;
+     * it is closed with the loop's last handles. */
+    uv_tcp_t ops_listener;
+    sl_router_t *ops_router;
+    int ops_fd;
     uv_async_t wake; /* another thread asks us to drain and stop */
     /* Output is flushed once per loop turn, from two points: after the poll phase (what I/O
      * callbacks produced) and before it (what timers produced, so it never waits on poll). */
@@ -64,6 +70,9 @@ SL_MUST_CHECK int sl_worker_listen_fd(const char *host, int port, int *fd, int *
 /* Starts the worker thread on an already created listening socket (ownership taken). */
 SL_MUST_CHECK int sl_worker_start(sl_worker_t *w, int id, int fd, sl_config_t *cfg,
                                   sl_router_t *router, sl_store_t *store, struct sl_app *app);
+/* Before sl_worker_start: also listen on fd (ownership taken) for the routes of router (a ref
+ * is taken), the operations endpoints on their own address. */
+void sl_worker_set_ops(sl_worker_t *w, int fd, sl_router_t *router);
 /* Hands the worker a new config and router (refs taken by the worker). Thread-safe; the worker
  * switches on its own loop: requests in flight keep the config they started with. */
 void sl_worker_install(sl_worker_t *w, sl_config_t *cfg, sl_router_t *router);

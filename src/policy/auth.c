@@ -54,6 +54,25 @@ static const char *bearer(const sl_http_req_t *req)
     return *h ? h : NULL;
 }
 
+bool sl_auth_has_bearer(const sl_http_req_t *req)
+{
+    return bearer(req) != NULL;
+}
+
+bool sl_auth_is_admin(const sl_config_t *cfg, const sl_http_req_t *req)
+{
+    const char *tok = bearer(req);
+    if (!tok)
+        return false;
+    size_t len = strlen(tok);
+    while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
+        len--;
+    bool ok = false;
+    for (size_t i = 0; i < cfg->nadmin_keys; i++) /* no early exit */
+        ok |= sl_auth_equal(tok, len, cfg->admin_keys[i], strlen(cfg->admin_keys[i]));
+    return ok;
+}
+
 static void from_config(const sl_key_cfg_t *k, const struct sl_keyset *ks, sl_identity_t *id)
 {
     id->key_name = sl_strdup(k->name);

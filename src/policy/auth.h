@@ -27,6 +27,11 @@ typedef struct sl_identity {
 SL_MUST_CHECK int sl_auth_admit(const sl_config_t *cfg, sl_auth_mode_t mode,
                                 const sl_http_req_t *req, const char *token,
                                 const struct sl_keyset *ks, sl_identity_t *id, const char **why);
+/* Is the request's Bearer token one of auth.admin_keys? Compared against all of them without an
+ * early exit. */
+bool sl_auth_is_admin(const sl_config_t *cfg, const sl_http_req_t *req);
+/* Does the request carry a Bearer token at all? */
+bool sl_auth_has_bearer(const sl_http_req_t *req);
 void sl_identity_dispose(sl_identity_t *id);
 /* Moves the identity's key name, user and limits into a request's meta (id is left empty). */
 void sl_identity_to_meta(sl_identity_t *id, sl_chat_meta_t *meta);

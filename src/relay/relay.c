@@ -879,7 +879,7 @@ static void admit(sl_relay_t *r)
     }
     char ip[64] = "";
     if (r->conn && (r->cfg->rl_ip.rpm || r->cfg->rl_ip.tpm))
-        sl_conn_peer(r->conn, ip, sizeof ip); /* a syscall: only when a per-IP limit exists */
+        sl_conn_peer(r->conn, ip, sizeof ip); /* trusted_proxies applied; cached per request */
     sl_admit_prepare(&r->admit, r->cfg, m, ip, r->req.prompt_bytes,
                      sl_chat_req_max_tokens(&r->req));
     if (sl_admit_none(&r->admit) || !r->w->app) {

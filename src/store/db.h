@@ -54,8 +54,10 @@ typedef struct sl_db_ops {
     int (*session_load)(sl_db_t *db, const char *id, const char *owner, unsigned max_turns,
                         bool *found, json_t **messages);
     /* Per-user totals: of user_id alone, or of every user (most recent first, at most
-     * SL_DB_ROWS_LIMIT). Rows without a user id are not counted. */
-    int (*user_stats)(sl_db_t *db, const char *user_id, sl_user_stats_t **rows, size_t *n);
+     * SL_DB_ROWS_LIMIT). Rows without a user id are not counted; with key_name, only rows of
+     * that key are. */
+    int (*user_stats)(sl_db_t *db, const char *user_id, const char *key_name,
+                      sl_user_stats_t **rows, size_t *n);
     /* The sums sl_store_usage_query describes; q->group_by has passed sl_db_group. */
     int (*usage_query)(sl_db_t *db, const sl_usage_query_t *q, sl_usage_sum_t **rows, size_t *n);
     /* Every key, newest first, with its spent tokens. */

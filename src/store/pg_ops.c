@@ -37,10 +37,12 @@ const sl_pg_stmt_t sl_pg_stmts[SL_PG_COUNT] = {
                                      " ORDER BY seq DESC LIMIT $2) t ORDER BY seq"},
     [SL_PG_STATS_ONE] = {"user stats",
                          "SELECT user_id, count(*), sum(prompt_tokens), sum(completion_tokens),"
-                         " max(ts) FROM usage WHERE user_id = $1 GROUP BY user_id"},
+                         " max(ts) FROM usage WHERE user_id = $1"
+                         " AND ($2::text IS NULL OR key_name = $2::text) GROUP BY user_id"},
     [SL_PG_STATS_ALL] = {"user stats",
                          "SELECT user_id, count(*), sum(prompt_tokens), sum(completion_tokens),"
-                         " max(ts) FROM usage WHERE user_id IS NOT NULL GROUP BY user_id"
+                         " max(ts) FROM usage WHERE user_id IS NOT NULL"
+                         " AND ($2::text IS NULL OR key_name = $2::text) GROUP BY user_id"
                          " ORDER BY max(ts) DESC, user_id LIMIT $1"},
     [SL_PG_KEYS] = {"keys read",
                     "SELECT k.id, k.name, encode(k.hash, 'hex'), k.rpm, k.tpm, k.budget_tokens,"
@@ -88,7 +90,8 @@ static int pg_usage_insert(sl_db_t *db, const sl_usage_record_t *r)
     return 0;
 }
 
-static int pg_user_stats(sl_db_t *db, const char *user_id, sl_user_stats_t **rows, size_t *n)
+static int pg_user_stats(sl_db_t *db, const char *user_id, const char *key_name,
+                         sl_user_stats_t **rows, size_t *n)
 {
     sl_pg_t *p = (sl_pg_t *)db;
     *rows = NULL;
@@ -98,6 +101,7 @@ static int pg_user_stats(sl_db_t *db, const char *user_id, sl_user_stats_t **row
         sl_pg_text(&ps, user_id);
     else
         sl_pg_int(&ps, SL_DB_ROWS_LIMIT);
+    sl_pg_text(&ps, key_name); /* NULL: SQL NULL, every key */
     PGresult *r = NULL;
     int err = sl_pg_ready(p);
     if (!err)

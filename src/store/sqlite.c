@@ -107,10 +107,12 @@ static const struct {
                                   " ORDER BY seq DESC LIMIT ?2) ORDER BY seq"},
     [ST_STATS_ONE] = {"user stats",
                       "SELECT user_id, count(*), sum(prompt_tokens), sum(completion_tokens),"
-                      " max(ts) FROM usage WHERE user_id = ?1 GROUP BY user_id"},
+                      " max(ts) FROM usage WHERE user_id = ?1 AND (?2 IS NULL OR key_name = ?2)"
+                      " GROUP BY user_id"},
     [ST_STATS_ALL] = {"user stats",
                       "SELECT user_id, count(*), sum(prompt_tokens), sum(completion_tokens),"
-                      " max(ts) FROM usage WHERE user_id IS NOT NULL GROUP BY user_id"
+                      " max(ts) FROM usage WHERE user_id IS NOT NULL"
+                      " AND (?2 IS NULL OR key_name = ?2) GROUP BY user_id"
                       " ORDER BY max(ts) DESC, user_id LIMIT ?1"},
     /* Keys made in the same second keep their order through the rowid. */
     [ST_KEYS] = {"keys read",
@@ -323,12 +325,14 @@ static void read_stats_row(sqlite3_stmt *st, sl_user_stats_t *row)
     row->last_ts = sqlite3_column_int64(st, 4);
 }
 
-static int lite_user_stats(sl_db_t *db, const char *user_id, sl_user_stats_t **rows, size_t *n)
+static int lite_user_stats(sl_db_t *db, const char *user_id, const char *key_name,
+                           sl_user_stats_t **rows, size_t *n)
 {
     lite_t *q = (lite_t *)db;
     int id = user_id ? ST_STATS_ONE : ST_STATS_ALL;
     sqlite3_stmt *st = q->st[id];
     int rc = user_id ? bind_text(st, 1, user_id) : sqlite3_bind_int(st, 1, SL_DB_ROWS_LIMIT);
+    rc |= bind_text(st, 2, key_name);
     void *v = NULL;
     size_t len = 0, cap = 0;
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -344,9 +344,16 @@ sl_store_op_t *sl_store_session_load(sl_store_client_t *c, const char *session_i
 sl_store_op_t *sl_store_user_stats(sl_store_client_t *c, const char *user_id, sl_stats_cb cb,
                                    void *ud)
 {
-    sl_store_op_t *op = op_new(c, OP_STATS, text_size(user_id));
+    return sl_store_user_stats_key(c, user_id, NULL, cb, ud);
+}
+
+sl_store_op_t *sl_store_user_stats_key(sl_store_client_t *c, const char *user_id,
+                                       const char *key_name, sl_stats_cb cb, void *ud)
+{
+    sl_store_op_t *op = op_new(c, OP_STATS, text_size(user_id) + text_size(key_name));
     char *at = op->text;
     op->user_id = copy_text(&at, user_id);
+    op->query.key_name = copy_text(&at, key_name); /* the stats' key filter */
     op->stats_cb = cb;
     op->ud = ud;
     post(op);
@@ -548,7 +555,7 @@ static int run_op(sl_store_t *s, sl_db_t *db, sl_store_op_t *op)
                                         &op->messages);
         return op->err;
     case OP_STATS:
-        op->err = db->ops->user_stats(db, op->user_id, &op->rows, &op->nrows);
+        op->err = db->ops->user_stats(db, op->user_id, op->query.key_name, &op->rows, &op->nrows);
         return op->err;
     case OP_USAGE_QUERY:
         op->err = db->ops->usage_query(db, &op->query, &op->sums, &op->nrows);

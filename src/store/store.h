@@ -81,6 +81,10 @@ void sl_store_usage(sl_store_client_t *c, const sl_usage_record_t *rec);
 typedef void (*sl_stats_cb)(void *ud, int err, const sl_user_stats_t *rows, size_t n);
 sl_store_op_t *sl_store_user_stats(sl_store_client_t *c, const char *user_id, sl_stats_cb cb,
                                    void *ud);
+/* The same over the usage of one API key (key_name as the usage records hold it; NULL: every
+ * key's, as sl_store_user_stats). */
+sl_store_op_t *sl_store_user_stats_key(sl_store_client_t *c, const char *user_id,
+                                       const char *key_name, sl_stats_cb cb, void *ud);
 /* The current API-key snapshot (a new ref; sl_keyset_unref it), refreshed by the store thread
  * every SL_KEYS_REFRESH_MS. Any thread. Never NULL once started. */
 struct sl_keyset *sl_store_keys(sl_store_t *s);

@@ -156,9 +156,19 @@ void sl_conn_ws_close(sl_conn_t *c, uint16_t code, const char *reason)
     FUZZ_CHECK(c->state == SL_CONN_WS);
 }
 
-void sl_conn_peer(const sl_conn_t *c, char *out, size_t cap)
+void sl_conn_peer(sl_conn_t *c, char *out, size_t cap)
 {
     snprintf(out, cap, "127.0.0.1");
+}
+
+const char *sl_conn_client_ip(sl_conn_t *c)
+{
+    return "127.0.0.1";
+}
+
+const char *sl_conn_tcp_peer(sl_conn_t *c)
+{
+    return "127.0.0.1";
 }
 
 const struct sl_keyset *sl_worker_keys(sl_worker_t *w)
@@ -258,6 +268,11 @@ sl_buf_t *sl_relay_scratch(sl_relay_t *r)
 /* No store on this worker (monoai's statistics answer 503) and no user validator URL. */
 sl_store_op_t *sl_store_user_stats(sl_store_client_t *c, const char *user_id, sl_stats_cb cb,
                                    void *ud)
+{
+    abort();
+}
+sl_store_op_t *sl_store_user_stats_key(sl_store_client_t *c, const char *user_id,
+                                       const char *key_name, sl_stats_cb cb, void *ud)
 {
     abort();
 }

@@ -156,6 +156,39 @@ static inline void case_usage_stats_sum_every_row_and_skip_anonymous(fx_t *fx)
     assert_int_equal(sl_store_dropped(fx->s), 0);
 }
 
+/* /rate-limit/stats for an API key: only that key's rows count. */
+static inline void case_usage_stats_of_one_key(fx_t *fx)
+{
+    fx_start(fx, 64);
+    static const char *const keys[] = {"alice", "bob", "alice", NULL, "bob", "alice"};
+    static const char *const users[] = {"u1", "u1", "u2", "u1", "u2", "u1"};
+    for (int i = 0; i < 6; i++) {
+        char rid[32];
+        sl_usage_record_t rec = usage_row(i, users[i], rid, sizeof rid);
+        rec.key_name = keys[i];
+        sl_store_usage(fx->c, &rec);
+    }
+    stats_rec_t r = {0};
+    stats_key_wait(fx, NULL, "alice", &r);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.rows[0].user_id, "u1"); /* most recent first: u1 wrote last */
+    assert_int_equal(r.rows[0].requests, 2);
+    assert_int_equal(r.rows[0].prompt_tokens, 0 + 5);
+    assert_int_equal(r.rows[0].last_ts, 1005);
+    assert_string_equal(r.rows[1].user_id, "u2");
+    assert_int_equal(r.rows[1].requests, 1);
+    stats_key_wait(fx, "u1", "bob", &r);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.rows[0].requests, 1);
+    assert_int_equal(r.rows[0].prompt_tokens, 1);
+    stats_key_wait(fx, "u1", "nobody", &r);
+    assert_int_equal(r.n, 0);
+    stats_key_wait(fx, "u1", NULL, &r); /* every key's rows, and those without a key */
+    assert_int_equal(r.rows[0].requests, 4);
+    stats_key_wait(fx, NULL, "x' OR '1'='1", &r); /* a parameter, never SQL */
+    assert_int_equal(r.n, 0);
+}
+
 /* ---- usage queries ---- */
 
 /* Five requests over two keys, three users, two models, with errors and a cancel, on two UTC

@@ -175,6 +175,14 @@ static inline void stats_wait(fx_t *fx, const char *user, stats_rec_t *r)
     assert_int_equal(r->err, 0);
 }
 
+static inline void stats_key_wait(fx_t *fx, const char *user, const char *key, stats_rec_t *r)
+{
+    int before = r->calls;
+    sl_store_user_stats_key(fx->c, user, key, on_stats, r);
+    assert_true(waiter_run(&fx->w, &r->calls, before + 1));
+    assert_int_equal(r->err, 0);
+}
+
 static inline void sums_wait(fx_t *fx, const sl_usage_query_t *q, sums_rec_t *r)
 {
     int before = r->calls;

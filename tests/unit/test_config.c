@@ -308,7 +308,8 @@ static void test_config_unknown_keys_name_the_key_and_list_allowed(void **state)
     expect_error(
         "workers: 2\nlisen: 1.2.3.4:5\n",
         "t.yaml:2:1: unknown key 'lisen' (allowed: listen, workers, limits, timeouts, "
-        "auth, providers, models, dialects, store, retry, observability, rate_limits, cors)");
+        "auth, providers, models, dialects, store, retry, observability, rate_limits, cors, "
+        "trusted_proxies)");
     expect_error("limits:\n  max_bdy: 1\n",
                  "t.yaml:2:3: unknown key 'max_bdy' in limits (allowed: max_body, max_header, "
                  "max_connections, stream_buffer)");
@@ -845,6 +846,91 @@ static void test_config_load_reads_a_file_and_names_it(void **state)
     sl_buf_dispose(&err);
 }
 
+static void test_config_trusted_proxies(void **state)
+{
+    sl_config_t *c = parse_ok("workers: 1\n");
+    assert_int_equal(c->ntrusted_proxies, 0); /* default: trust nobody */
+    sl_config_unref(c);
+    c = parse_ok("trusted_proxies: [ \"10.0.0.0/8\", 127.0.0.1/32, \"::1/128\", 192.0.2.7 ]\n");
+    assert_int_equal(c->ntrusted_proxies, 4);
+    uint8_t a[16];
+    assert_true(sl_ip_parse("10.20.30.40", 11, a));
+    assert_true(sl_cidr_match(c->trusted_proxies, c->ntrusted_proxies, a));
+    assert_true(sl_ip_parse("::1", 3, a));
+    assert_true(sl_cidr_match(c->trusted_proxies, c->ntrusted_proxies, a));
+    assert_true(sl_ip_parse("192.0.2.8", 9, a));
+    assert_false(sl_cidr_match(c->trusted_proxies, c->ntrusted_proxies, a));
+    assert_int_equal(c->trusted_proxies[3].bits, 128); /* a bare address is one host */
+    sl_config_unref(c);
+    c = parse_ok("trusted_proxies: []\n");
+    assert_int_equal(c->ntrusted_proxies, 0);
+    sl_config_unref(c);
+    expect_error("trusted_proxies: 10.0.0.0/8\n", "t.yaml:1:18: trusted_proxies: expected a list");
+    expect_error("trusted_proxies:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n",
+                 "t.yaml:3:5: trusted_proxies: \"10.0.0.0/33\": an IPv4 prefix length is 0 to 32");
+    expect_error("trusted_proxies: [ 10.1.0.0/8 ]\n",
+                 "t.yaml:1:20: trusted_proxies: \"10.1.0.0/8\": bits are set below the prefix "
+                 "length (write the network address, e.g. 10.0.0.0/8)");
+    expect_error("trusted_proxies: [ localhost ]\n",
+                 "t.yaml:1:20: trusted_proxies: \"localhost\": expected an address range like "
+                 "10.0.0.0/8 or ::1/128");
+    expect_error("trusted_proxies: [ { cidr: 10.0.0.0/8 } ]\n",
+                 "t.yaml:1:20: trusted_proxies: expected a string");
+}
+
+static void test_config_observability_metrics_forms(void **state)
+{
+    /* defaults: on, auth decided by the keys at request time, on the main listener */
+    sl_config_t *c = parse_ok("workers: 1\n");
+    assert_true(c->metrics);
+    assert_int_equal(c->metrics_auth, SL_METRICS_AUTH_DEFAULT);
+    assert_null(c->metrics_listen_host);
+    sl_config_unref(c);
+    /* the boolean form still works */
+    c = parse_ok("observability: { metrics: true }\n");
+    assert_true(c->metrics);
+    sl_config_unref(c);
+    c = parse_ok("observability: { metrics: false }\n");
+    assert_false(c->metrics);
+    sl_config_unref(c);
+    /* the map form */
+    c = parse_ok("observability:\n"
+                 "  metrics: { enabled: true, auth: admin, listen: 127.0.0.1:9464 }\n");
+    assert_true(c->metrics);
+    assert_int_equal(c->metrics_auth, SL_METRICS_AUTH_ADMIN);
+    assert_string_equal(c->metrics_listen_host, "127.0.0.1");
+    assert_int_equal(c->metrics_listen_port, 9464);
+    sl_config_unref(c);
+    c = parse_ok("observability: { metrics: { auth: key } }\n");
+    assert_true(c->metrics); /* enabled unless said otherwise */
+    assert_int_equal(c->metrics_auth, SL_METRICS_AUTH_KEY);
+    sl_config_unref(c);
+    c = parse_ok("observability:\n"
+                 "  metrics: { auth: none, listen: 0.0.0.0:0 }\n"
+                 "  access_log: true\n");
+    assert_int_equal(c->metrics_auth, SL_METRICS_AUTH_NONE);
+    assert_int_equal(c->metrics_listen_port, 0);
+    sl_config_unref(c);
+    c = parse_ok("observability: { metrics: { enabled: false } }\n");
+    assert_false(c->metrics);
+    sl_config_unref(c);
+    /* strict: unknown keys, wrong types, bad values */
+    expect_error("observability: { metrics: { enabld: true } }\n",
+                 "t.yaml:1:29: unknown key 'enabld' in metrics (allowed: enabled, auth, listen)");
+    expect_error("observability: { metrics: { auth: admins } }\n",
+                 "t.yaml:1:35: metrics.auth: expected none, key or admin");
+    expect_error("observability: { metrics: { enabled: yes } }\n",
+                 "t.yaml:1:38: metrics.enabled: expected true or false");
+    expect_error("observability: { metrics: { listen: 9464 } }\n",
+                 "t.yaml:1:37: metrics.listen: expected host:port, like 127.0.0.1:8080");
+    expect_error("observability: { metrics: { listen: 127.0.0.1:70000 } }\n",
+                 "t.yaml:1:37: metrics.listen: the port must be from 0 to 65535");
+    expect_error("observability: { metrics: [ true ] }\n",
+                 "t.yaml:1:27: metrics: expected true, false or { enabled, auth, listen }");
+    expect_error("observability: { metrics: { auth: [ key ] } }\n",
+                 "t.yaml:1:35: metrics.auth: expected a string");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -875,6 +961,8 @@ int main(void)
         cmocka_unit_test(test_config_glob_match_has_no_exponential_backtracking),
         cmocka_unit_test(test_config_route_exact_beats_earlier_glob),
         cmocka_unit_test(test_config_load_reads_a_file_and_names_it),
+        cmocka_unit_test(test_config_trusted_proxies),
+        cmocka_unit_test(test_config_observability_metrics_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -105,6 +105,11 @@ static void test_usage_stats_sum_every_row_and_skip_anonymous(void **state)
     case_usage_stats_sum_every_row_and_skip_anonymous(*state);
 }
 
+static void test_usage_stats_of_one_key(void **state)
+{
+    case_usage_stats_of_one_key(*state);
+}
+
 static void test_stop_writes_every_queued_usage_row(void **state)
 {
     fx_t *fx = *state;
@@ -493,6 +498,7 @@ int main(void)
         T(test_session_load_replaces_invalid_utf8),
         T(test_session_survives_a_restart),
         T(test_usage_stats_sum_every_row_and_skip_anonymous),
+        T(test_usage_stats_of_one_key),
         T(test_stop_writes_every_queued_usage_row),
         T(test_usage_query_totals_honour_every_filter),
         T(test_usage_query_filters_are_never_sql),

@@ -284,6 +284,7 @@ CASE(session_unknown_is_not_found_and_empty)
 CASE(session_load_replaces_invalid_utf8)
 CASE(session_survives_a_restart)
 CASE(usage_stats_sum_every_row_and_skip_anonymous)
+CASE(usage_stats_of_one_key)
 CASE(usage_query_totals_honour_every_filter)
 CASE(usage_query_filters_are_never_sql)
 CASE(usage_query_groups_by_each_dimension)
@@ -506,6 +507,7 @@ int main(void)
         T(test_session_load_replaces_invalid_utf8),
         T(test_session_survives_a_restart),
         T(test_usage_stats_sum_every_row_and_skip_anonymous),
+        T(test_usage_stats_of_one_key),
         T(test_usage_query_totals_honour_every_filter),
         T(test_usage_query_filters_are_never_sql),
         T(test_usage_query_groups_by_each_dimension),

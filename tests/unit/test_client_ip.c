@@ -67,10 +67,26 @@ static void test_cidr_parse_accepts_v4_v6_and_bare_hosts(void **state)
 static void test_cidr_parse_refuses_garbage_with_a_reason(void **state)
 {
     static const char *const bad[] = {
-        "",           "/8",          "10.0.0.0/",   "10.0.0.0/33",   "::/129",     "10.0.0.0/8/8",
-        "10.0.0/8",   "10.0.0.0.0",  "300.0.0.0/8", "10.0.0.0/-1",   "10.0.0.0/ 8", " 10.0.0.0/8",
-        "10.0.0.1/8", "fe80::1%eth0", "[::1]/128",  "::1/0128",      "localhost",  "10.0.0.0/8 ",
-        "2001:db8::1/32", "0x0a.0.0.0/8",
+        "",
+        "/8",
+        "10.0.0.0/",
+        "10.0.0.0/33",
+        "::/129",
+        "10.0.0.0/8/8",
+        "10.0.0/8",
+        "10.0.0.0.0",
+        "300.0.0.0/8",
+        "10.0.0.0/-1",
+        "10.0.0.0/ 8",
+        " 10.0.0.0/8",
+        "10.0.0.1/8",
+        "fe80::1%eth0",
+        "[::1]/128",
+        "::1/0128",
+        "localhost",
+        "10.0.0.0/8 ",
+        "2001:db8::1/32",
+        "0x0a.0.0.0/8",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sl_cidr_t c;
@@ -132,8 +148,7 @@ static void run_walks(const walk_case_t *cases, size_t n)
         if (strcmp(out, cases[i].want) != 0 || fw != cases[i].forwarded)
             fail_msg("case %zu (peer %s, xff %s, fwd %s): got %s (%d), want %s (%d)", i,
                      cases[i].peer, cases[i].xff ? cases[i].xff : "-",
-                     cases[i].fwd ? cases[i].fwd : "-", out, fw, cases[i].want,
-                     cases[i].forwarded);
+                     cases[i].fwd ? cases[i].fwd : "-", out, fw, cases[i].want, cases[i].forwarded);
     }
 }
 
@@ -227,8 +242,7 @@ static void test_forwarded_rfc7239(void **state)
         {"127.0.0.1", NULL, "for=[2001:db8::1]:80", "2001:db8::1", true}, /* lenient */
         {"127.0.0.1", NULL, "for=192.0.2.1 ,@@@", "127.0.0.1", false},
         /* a malformed element left of the answer does not matter */
-        {"127.0.0.1", NULL, "for=\"oops;x, for=198.51.100.1\", for=192.0.2.5", "192.0.2.5",
-         true},
+        {"127.0.0.1", NULL, "for=\"oops;x, for=198.51.100.1\", for=192.0.2.5", "192.0.2.5", true},
         {"127.0.0.1", NULL, "@@@, for=192.0.2.5", "192.0.2.5", true},
     };
     run_walks(cases, sizeof cases / sizeof cases[0]);

@@ -304,10 +304,12 @@ static void write_access_log(sl_conn_t *c)
     if (c->log_extra.len)
         sl_buf_append(line, c->log_extra.data, c->log_extra.len);
     else /* answered before any exchange began: same schema, unknown values (see relay.c) */
-        sl_buf_puts(line, ",\"dialect\":null,\"model\":null,\"provider\":null,\"stream\":null,"
-                          "\"prompt_tokens\":null,\"completion_tokens\":null,"
-                          "\"usage_estimated\":null,\"ttft_ms\":null,\"finish_reason\":null,"
-                          "\"cancelled\":false");
+        sl_buf_puts(
+            line,
+            ",\"final_status\":null,\"dialect\":null,\"model\":null,"
+            "\"provider\":null,\"stream\":null,\"prompt_tokens\":null,\"completion_tokens\":null,"
+            "\"usage_estimated\":null,\"ttft_ms\":null,\"finish_reason\":null,"
+            "\"cancelled\":false");
     sl_buf_puts(line, "}\n");
 }
 

@@ -81,13 +81,15 @@ async function drain(sls, key, spent0) {
 }
 
 describe('one instance (the process ledger)', { timeout: 60_000 }, () => {
-  test('20 parallel requests (max_tokens 25) on a 100-token budget spend at most 100', async () => {
+  test('20 parallel requests (max_tokens 25) on a 100-token budget spend at most 100', async (t) => {
     const sl = await start({ db: path.join(dir, 'one.db') });
     const b = await burst([sl], KEYS.one);
+    t.diagnostic(`one instance: ${b.ok} served, ${b.refused} refused, ${b.spent} tokens spent in parallel`);
     assert.ok(b.ok >= 1, 'some were served');
     assert.ok(b.refused >= 1, 'some were refused');
     assert.ok(b.spent <= 100, `spent ${b.spent} of 100 in parallel`);
     const total = await drain([sl], KEYS.one, b.spent);
+    t.diagnostic(`one instance: ${total} of 100 spent in all`);
     assert.ok(total <= 100, `spent ${total} of 100`);
     assert.ok(total >= 100 - 2 * 34, `the budget was used, not refused early (${total})`);
     // A request without max_tokens is served while something is left (it cannot be
@@ -99,13 +101,14 @@ describe('one instance (the process ledger)', { timeout: 60_000 }, () => {
 });
 
 describe('two instances sharing Redis', { timeout: 60_000 }, () => {
-  test('20 parallel requests over both spend at most 100; after Redis loses its data the spend comes back from the records', async () => {
+  test('20 parallel requests over both spend at most 100; after Redis loses its data the spend comes back from the records', async (t) => {
     redis = await startRedis();
     const db = path.join(dir, 'shared.db'); // one database: the records both instances read
     const a = await start({ db, redisUrl: redis.url, workers: 1 });
     const b = await start({ db, redisUrl: redis.url, workers: 1 });
     await pollUntil(() => Promise.resolve(a.stderr() + b.stderr()), (t) => (t.match(/redis .*connected/g) ?? []).length >= 2, 5000, 'both connected to Redis');
     const r = await burst([a, b], KEYS.two);
+    t.diagnostic(`two instances: ${r.ok} served, ${r.refused} refused, ${r.spent} tokens spent in parallel`);
     assert.ok(r.ok >= 1 && r.refused >= 1, `${r.ok} served, ${r.refused} refused`);
     assert.ok(r.spent <= 100, `spent ${r.spent} of 100 over two instances`);
     const total = await drain([a, b], KEYS.two, r.spent);

@@ -166,10 +166,14 @@ size_t sl_http_req_feed(sl_http_req_t *r, const char *p, size_t n)
     return used;
 }
 
-const char *sl_http_req_header(const sl_http_req_t *r, const char *lname)
+/* The value of the first header named lname whose name starts at or after p, or NULL. The
+ * end is computed only with storage present: a request without header lines has none. */
+static const char *header_from(const sl_http_req_t *r, const char *lname, const char *p)
 {
-    const char *p = r->hdrs.data, *end = p + r->hdrs.len;
-    while (p && p < end) {
+    if (!p)
+        return NULL;
+    const char *end = r->hdrs.data + r->hdrs.len;
+    while (p < end) {
         const char *name = p;
         const char *value = name + strlen(name) + 1;
         if (value >= end)
@@ -181,19 +185,14 @@ const char *sl_http_req_header(const sl_http_req_t *r, const char *lname)
     return NULL;
 }
 
+const char *sl_http_req_header(const sl_http_req_t *r, const char *lname)
+{
+    return header_from(r, lname, r->hdrs.data);
+}
+
 const char *sl_http_req_header_next(const sl_http_req_t *r, const char *lname, const char *prev)
 {
-    const char *p = prev + strlen(prev) + 1, *end = r->hdrs.data + r->hdrs.len;
-    while (p < end) {
-        const char *name = p;
-        const char *value = name + strlen(name) + 1;
-        if (value >= end)
-            break;
-        if (strcmp(name, lname) == 0)
-            return value;
-        p = value + strlen(value) + 1;
-    }
-    return NULL;
+    return header_from(r, lname, prev + strlen(prev) + 1);
 }
 
 const char *sl_http_req_path(const sl_http_req_t *r, size_t *len)

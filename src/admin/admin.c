@@ -9,6 +9,7 @@
 #include "admin/app.h"
 #include "admin/metrics.h"
 #include "core/alloc.h"
+#include "core/tokens.h"
 #include "net/conn.h"
 #include "net/worker.h"
 #include "policy/auth.h"
@@ -256,8 +257,8 @@ static void on_usage(void *ud, int err, const sl_usage_sum_t *rows, size_t n)
                       "\"total_tokens\":%lld,\"errors\":%lld,\"cancelled\":%lld}",
                       (long long)r->requests, (long long)r->prompt_tokens,
                       (long long)r->completion_tokens,
-                      (long long)(r->prompt_tokens + r->completion_tokens), (long long)r->errors,
-                      (long long)r->cancelled);
+                      (long long)sl_tokens_add(r->prompt_tokens, r->completion_tokens),
+                      (long long)r->errors, (long long)r->cancelled);
     }
     sl_buf_puts(&b, "]}");
     sl_conn_respond(c, 200, "application/json", b.data, b.len, "Cache-Control: no-store\r\n");

@@ -141,6 +141,14 @@ static void on_frame_start(wslay_event_context_ptr ctx,
         fail(user_data, WSLAY_CODE_UNSUPPORTED_DATA);
 }
 
+/* Every frame wslay accepted whole, control frames included: what tells a live peer. */
+static void on_frame_end(wslay_event_context_ptr ctx, void *user_data)
+{
+    sl_ws_t *ws = user_data;
+    if (!ws->failed && ws->cb.on_frame)
+        ws->cb.on_frame(ws->ud);
+}
+
 static void flush(sl_ws_t *ws);
 
 /* Complete messages only; wslay has already queued the pong for a ping and the reply for a
@@ -171,6 +179,7 @@ sl_ws_t *sl_ws_new(size_t max_message, const sl_ws_callbacks_t *cb, void *ud, sl
         .recv_callback = recv_cb,
         .send_callback = send_cb,
         .on_frame_recv_start_callback = on_frame_start,
+        .on_frame_recv_end_callback = on_frame_end,
         .on_msg_recv_callback = on_msg,
     };
     sl_ws_t *ws = sl_calloc(1, sizeof *ws);
@@ -333,6 +342,15 @@ void sl_ws_send_text(sl_ws_t *ws, const char *p, size_t n)
     flush(ws);
 }
 
+void sl_ws_ping(sl_ws_t *ws)
+{
+    struct wslay_event_msg msg = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
+    int rc = no_oom(wslay_event_queue_msg(ws->ctx, &msg));
+    /* NO_MORE_MSG: a close is queued or sent; the session is ending anyway. */
+    SL_ASSERT(rc == 0 || rc == WSLAY_ERR_NO_MORE_MSG);
+    flush(ws);
+}
+
 /* The longest prefix of s[0..n) within max bytes that does not split a UTF-8 sequence: the peer
  * must fail a close whose reason is not UTF-8. */
 static size_t utf8_cut(const char *s, size_t n, size_t max)
@@ -362,4 +380,9 @@ bool sl_ws_done(const sl_ws_t *ws)
 {
     return ws->failed ||
            (wslay_event_get_close_sent(ws->ctx) && wslay_event_get_close_received(ws->ctx));
+}
+
+bool sl_ws_reading(const sl_ws_t *ws)
+{
+    return !ws->failed && wslay_event_get_read_enabled(ws->ctx);
 }

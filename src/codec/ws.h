@@ -19,6 +19,9 @@ typedef struct sl_ws_callbacks {
     void (*on_text)(void *ud, const char *msg, size_t len);
     /* The peer sent a close frame (code 1005 when it gave none); our reply is already queued. */
     void (*on_close)(void *ud, uint16_t code);
+    /* A frame arrived whole (text, continuation, ping, pong or close): the peer is alive.
+     * May be NULL. */
+    void (*on_frame)(void *ud);
 } sl_ws_callbacks_t;
 
 /* The Sec-WebSocket-Accept value for a client's Sec-WebSocket-Key (base64 of SHA-1 of key +
@@ -33,10 +36,15 @@ void sl_ws_free(sl_ws_t *ws); /* NULL is a no-op */
 SL_MUST_CHECK int sl_ws_feed(sl_ws_t *ws, const char *p, size_t n);
 /* Queues one text message (unfragmented, unmasked as a server must send). */
 void sl_ws_send_text(sl_ws_t *ws, const char *p, size_t n);
+/* Queues an empty ping; the peer's pong arrives as a frame (on_frame). Dropped once a close is
+ * queued or sent. */
+void sl_ws_ping(sl_ws_t *ws);
 /* Starts the close handshake with code and reason. */
 void sl_ws_close(sl_ws_t *ws, uint16_t code, const char *reason);
 /* True once a close frame was both sent and received (or the session failed): the connection
  * can be closed after flushing. */
 bool sl_ws_done(const sl_ws_t *ws);
+/* False once nothing more is read: the peer's close arrived, or the session failed. */
+bool sl_ws_reading(const sl_ws_t *ws);
 
 #endif

@@ -90,6 +90,8 @@ static sl_config_t *new_config(const char *source)
     c->keepalive_ms = 15000;
     c->client_header_ms = 10000;
     c->client_idle_ms = 60000;
+    c->ws_ping_ms = 30000;
+    c->ws_idle_ms = 120000;
     c->drain_ms = 10000;
     c->retry_backoff_ms = 100;
     c->retry_max_backoff_ms = 2000;
@@ -207,6 +209,8 @@ static const struct field timeout_fields[] = {
     {"keepalive", F_DURATION, offsetof(sl_config_t, keepalive_ms)},
     {"client_header", F_DURATION, offsetof(sl_config_t, client_header_ms)},
     {"client_idle", F_DURATION, offsetof(sl_config_t, client_idle_ms)},
+    {"ws_ping", F_DURATION, offsetof(sl_config_t, ws_ping_ms)},
+    {"ws_idle", F_DURATION, offsetof(sl_config_t, ws_idle_ms)},
     {"drain", F_DURATION, offsetof(sl_config_t, drain_ms)},
     {NULL, F_DURATION, 0},
 };
@@ -252,7 +256,17 @@ static int parse_limits(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 
 static int parse_timeouts(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 {
-    return parse_fields(t, v, "timeouts", timeout_fields, c);
+    int rc = parse_fields(t, v, "timeouts", timeout_fields, c);
+    /* A quiet but live WebSocket client stays open only by answering pings: with pings no more
+     * often than the idle deadline, every such client would be closed. */
+    if (rc == 0 && c->ws_ping_ms && c->ws_idle_ms && c->ws_ping_ms >= c->ws_idle_ms) {
+        yaml_node_t *at = sl_ytree_get(t, v, "ws_ping");
+        rc = sl_ytree_error(t, at ? at : sl_ytree_get(t, v, "ws_idle"),
+                            "ws_ping (%llu ms) must be shorter than ws_idle (%llu ms), or 0 for "
+                            "no pings",
+                            (unsigned long long)c->ws_ping_ms, (unsigned long long)c->ws_idle_ms);
+    }
+    return rc;
 }
 
 /* ---- auth ---- */

@@ -78,6 +78,7 @@ typedef struct sl_jwt_cfg {
     size_t key_len;
     char *user_claim;  /* default "sub" (owned) */
     uint64_t leeway_s; /* default 30 */
+    bool require_exp;  /* default true: a token without "exp" is refused (it would never expire) */
     char *issuer;      /* when set, "iss" must equal it (owned, may be NULL) */
     char *audience;    /* when set, "aud" must equal or contain it (owned, may be NULL) */
 } sl_jwt_cfg_t;
@@ -160,6 +161,8 @@ typedef struct sl_config {
     uint64_t keepalive_ms;     /* default 15 s: ": keepalive" comment period */
     uint64_t client_header_ms; /* default 10 s: a request must arrive whole within this */
     uint64_t client_idle_ms;   /* default 60 s: idle keep-alive connection lifetime */
+    uint64_t ws_ping_ms;       /* default 30 s: a WebSocket client silent this long is pinged */
+    uint64_t ws_idle_ms;       /* default 120 s: a WebSocket client silent this long is closed */
     uint64_t drain_ms;         /* default 10 s: SIGTERM waits this long for streams */
 
     /* retry: backoff between attempts on a target, doubling from backoff up to max_backoff,

@@ -355,8 +355,9 @@ int sl_cfgsec_store(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 
 int sl_cfgsec_jwt(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
 {
-    static const char *const allowed[] = {"alg",    "secret", "public_key", "user_claim",
-                                          "leeway", "issuer", "audience",   NULL};
+    static const char *const allowed[] = {"alg",        "secret",      "public_key",
+                                          "user_claim", "leeway",      "issuer",
+                                          "audience",   "require_exp", NULL};
     sl_jwt_cfg_t *j = &c->jwt;
     int rc = sl_ytree_check_map(t, v, "jwt", allowed, NULL);
     yaml_node_t *alg = rc == 0 ? sl_ytree_get(t, v, "alg") : NULL;
@@ -380,6 +381,7 @@ int sl_cfgsec_jwt(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
     j->key_len = rc == 0 ? strlen(j->key) : 0;
     j->user_claim = sl_strdup("sub");
     j->leeway_s = 30;
+    j->require_exp = true;
     yaml_node_t *f;
     uint64_t ms = 0;
     if (rc == 0 && (f = sl_ytree_get(t, v, "user_claim")))
@@ -387,6 +389,8 @@ int sl_cfgsec_jwt(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
     if (rc == 0 && (f = sl_ytree_get(t, v, "leeway")) &&
         (rc = sl_ytree_duration(t, f, "leeway", &ms)) == 0)
         j->leeway_s = ms / 1000;
+    if (rc == 0 && (f = sl_ytree_get(t, v, "require_exp")))
+        rc = sl_cfgsec_bool(t, f, "require_exp", &j->require_exp);
     if (rc == 0 && (f = sl_ytree_get(t, v, "issuer")))
         rc = replace_str(t, f, "issuer", &j->issuer);
     if (rc == 0 && (f = sl_ytree_get(t, v, "audience")))

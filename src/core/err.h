@@ -13,6 +13,7 @@
     X(ENOTFOUND, 404, "invalid_request_error", "not found")                                        \
     X(EMETHOD, 405, "invalid_request_error", "method not allowed")                                 \
     X(ETOOBIG, 413, "invalid_request_error", "request body too large")                             \
+    X(EURI, 414, "invalid_request_error", "request target too long")                               \
     X(ERATE, 429, "rate_limit_error", "rate limit reached")                                        \
     X(EQUOTA, 429, "insufficient_quota", "quota exhausted")                                        \
     X(EHEADERS, 431, "invalid_request_error", "request header fields too large")                   \

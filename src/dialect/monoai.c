@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/tokens.h"
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "http/client_ip.h"
@@ -695,7 +696,7 @@ static json_t *stats_row(const sl_user_stats_t *u)
     json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I}", "user_id", u->user_id, "requests",
                             (json_int_t)u->requests, "prompt_tokens", (json_int_t)u->prompt_tokens,
                             "completion_tokens", (json_int_t)u->completion_tokens, "total_tokens",
-                            (json_int_t)(u->prompt_tokens + u->completion_tokens));
+                            (json_int_t)sl_tokens_add(u->prompt_tokens, u->completion_tokens));
     json_object_set_new(row, "last_request",
                         u->last_ts ? json_integer((json_int_t)u->last_ts) : json_null());
     return row;

@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "core/id.h"
+#include "core/tokens.h"
 #include "net/conn.h"
 #include "relay/relay.h"
 
@@ -129,5 +130,5 @@ json_t *sl_seed_usage(sl_relay_t *r)
     sl_relay_info(r, &info);
     return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)info.usage.prompt,
                      "completion_tokens", (json_int_t)info.usage.completion, "total_tokens",
-                     (json_int_t)(info.usage.prompt + info.usage.completion));
+                     (json_int_t)sl_tokens_add(info.usage.prompt, info.usage.completion));
 }

@@ -2,6 +2,7 @@
 #include "http/request.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -18,14 +19,6 @@ static int fail(sl_http_req_t *r, int err, const char *msg)
     return 1; /* non-zero stops http-parser */
 }
 
-static int count_head(sl_http_req_t *r, size_t n)
-{
-    r->head_bytes += n;
-    if (r->head_bytes > r->max_header)
-        return fail(r, SL_EHEADERS, "request header fields too large");
-    return 0;
-}
-
 static int on_message_begin(http_parser *p)
 {
     req_of(p)->started = true;
@@ -35,21 +28,33 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t n)
 {
     sl_http_req_t *r = req_of(p);
-    if (count_head(r, n))
-        return 1;
+    r->method_read = true; /* the target follows the method */
     sl_buf_append(&r->url, at, n);
     return 0;
+}
+
+/* A field value holds visible bytes, spaces and tabs only (RFC 9110 §5.5). A NUL, CR, LF or other
+ * control would end the value early in "name\0value\0" storage and shift every later pair. */
+static bool value_is_clean(const char *at, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return false;
+    }
+    return true;
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     sl_http_req_t *r = req_of(p);
-    if (count_head(r, n + 2))
-        return 1;
-    if (r->in_value || r->hdrs.len == 0) {
-        if (r->hdrs.len)
+    if (r->headers_done)
+        return 0; /* a trailer (http-parser bounds them): never a request header */
+    if (r->hstate != SL_HDR_NAME) {
+        if (r->hstate == SL_HDR_VALUE)
             sl_buf_putc(&r->hdrs, '\0'); /* close the previous value */
-        r->in_value = false;
+        r->hstate = SL_HDR_NAME;
+        r->nfields++;
     }
     char *dst = sl_buf_reserve(&r->hdrs, n);
     for (size_t i = 0; i < n; i++)
@@ -61,26 +66,45 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     sl_http_req_t *r = req_of(p);
-    if (count_head(r, n))
-        return 1;
-    if (!r->in_value) {
+    if (r->headers_done)
+        return 0; /* a trailer's value */
+    if (!value_is_clean(at, n))
+        return fail(r, SL_EINVAL, "control character in a header value");
+    if (r->hstate != SL_HDR_VALUE) {
         sl_buf_putc(&r->hdrs, '\0'); /* close the name */
-        r->in_value = true;
+        r->hstate = SL_HDR_VALUE;
     }
     sl_buf_append(&r->hdrs, at, n);
     return 0;
 }
 
+/* RFC 9112 §3.2: a 1.1 request without Host, or any request with two, gets a 400. */
+static bool host_count_wrong(const sl_http_req_t *r)
+{
+    const char *host = sl_http_req_header(r, "host");
+    if (host && sl_http_req_header_next(r, "host", host))
+        return true;
+    bool http11 = r->parser.http_major == 1 && r->parser.http_minor >= 1;
+    return http11 && !host;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     sl_http_req_t *r = req_of(p);
-    if (r->in_value)
+    if (r->hstate == SL_HDR_NAME)
+        sl_buf_putc(&r->hdrs, '\0'); /* a name the parser ended without a value */
+    if (r->hstate != SL_HDR_NONE)
         sl_buf_putc(&r->hdrs, '\0');
+    r->hstate = SL_HDR_NONE;
     r->headers_done = true;
+    http_parser_pause(p, 1); /* feed_head learns where the head ends (see there) */
     r->keep_alive = http_should_keep_alive(p);
     /* Refuse a declared oversize body before reading any of it. */
+    /* -1, not fail()'s 1: from this callback 1 means "no body", not "stop". */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body)
-        return fail(r, SL_ETOOBIG, "request body too large");
+        return fail(r, SL_ETOOBIG, "request body too large") ? -1 : 0;
+    if (host_count_wrong(r))
+        return fail(r, SL_EINVAL, "an HTTP/1.1 request needs exactly one Host header") ? -1 : 0;
     const char *expect = sl_http_req_header(r, "expect");
     r->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
     return 0;
@@ -145,16 +169,18 @@ void sl_http_req_reset(sl_http_req_t *r)
     else if (e != HPE_OK)
         http_parser_init(&r->parser, HTTP_REQUEST); /* http-parser cannot resume from an error */
     r->head_bytes = 0;
-    r->started = r->headers_done = r->complete = r->in_value = false;
+    r->started = r->method_read = r->headers_done = r->complete = false;
+    r->hstate = SL_HDR_NONE;
+    r->nfields = 0;
+    r->line_ended = false;
     r->expect_continue = false;
     r->error = 0;
     r->error_msg = NULL;
 }
 
-size_t sl_http_req_feed(sl_http_req_t *r, const char *p, size_t n)
+/* Runs http-parser and turns its errors into ours. */
+static size_t execute(sl_http_req_t *r, const char *p, size_t n)
 {
-    if (r->complete || r->error)
-        return 0;
     size_t used = http_parser_execute(&r->parser, &settings, p, n);
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
     if (r->error || e == HPE_PAUSED || e == HPE_OK)
@@ -164,6 +190,63 @@ size_t sl_http_req_feed(sl_http_req_t *r, const char *p, size_t n)
     else
         (void)fail(r, SL_EINVAL, http_errno_description(e));
     return used;
+}
+
+/* The head goes to http-parser a line at a time (its CRLF included), for what the parser's own
+ * callbacks cannot give, since they come per piece of input:
+ * - the head's size, to the byte, so the limit holds at the same byte however TCP cut it; a
+ *   request line alone over it is a 414, not a 431;
+ * - obs-fold (a line starting with a space or tab), which http-parser takes as part of the
+ *   previous value (after an empty value not even its callbacks show it), while a proxy in front
+ *   may read the same bytes differently: request smuggling.
+ * on_headers_complete pauses the parser, so the head's end is known exactly too. Returns the
+ * bytes consumed; the head's last byte is left for the body phase to feed again. */
+static size_t feed_head(sl_http_req_t *r, const char *p, size_t n)
+{
+    size_t at = 0;
+    while (at < n && !r->headers_done && !r->error) {
+        if (r->line_ended && (p[at] == ' ' || p[at] == '\t')) {
+            (void)fail(r, SL_EINVAL, "obsolete line folding in the request head");
+            break;
+        }
+        const char *lf = memchr(p + at, '\n', n - at);
+        size_t len = lf ? (size_t)(lf - (p + at)) + 1 : n - at;
+        size_t budget = r->max_header - r->head_bytes;
+        bool cut = len > budget;
+        if (cut)
+            len = budget;
+        size_t used = len ? execute(r, p + at, len) : 0;
+        if (r->headers_done) { /* paused on the head's last byte: it is not consumed yet */
+            r->head_bytes += used + 1;
+            return at + used;
+        }
+        r->head_bytes += used;
+        at += used;
+        if (r->error)
+            break;
+        if (cut) {
+            bool in_line = !r->line_ended && r->nfields == 0;
+            (void)fail(r, in_line ? SL_EURI : SL_EHEADERS,
+                       in_line ? "request target too long" : "request header fields too large");
+            break;
+        }
+        r->line_ended = r->started && used && p[at - 1] == '\n';
+    }
+    return at;
+}
+
+size_t sl_http_req_feed(sl_http_req_t *r, const char *p, size_t n)
+{
+    if (r->complete || r->error)
+        return 0;
+    size_t at = 0;
+    if (!r->headers_done) {
+        at = feed_head(r, p, n);
+        if (r->error || !r->headers_done)
+            return at;
+        http_parser_pause(&r->parser, 0);
+    }
+    return at < n ? at + execute(r, p + at, n - at) : at;
 }
 
 /* The value of the first header named lname whose name starts at or after p, or NULL. The
@@ -231,6 +314,8 @@ static bool decode_into(const char *p, size_t n, sl_buf_t *out)
             if (hi < 0 || lo < 0)
                 return false;
             ch = (char)(hi * 16 + lo);
+            if (ch == '\0')
+                return false; /* "%00" would cut the C string the caller sees */
             i += 2;
         }
         sl_buf_putc(out, ch);
@@ -251,7 +336,7 @@ bool sl_http_req_query(const sl_http_req_t *r, const char *name, sl_buf_t *out)
         size_t klen = eq ? (size_t)(eq - p) : len;
         if (klen == nl && memcmp(p, name, nl) == 0) {
             const char *v = eq ? eq + 1 : p + len;
-            sl_buf_reserve(out, 0);
+            sl_buf_append(out, "", 0); /* terminated even when the value is empty */
             return decode_into(v, (size_t)(p + len - v), out);
         }
         p = end ? end + 1 : NULL;

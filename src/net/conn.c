@@ -18,7 +18,10 @@
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void ws_feed_leftover(sl_conn_t *c, const char *p, size_t n);
+static void ws_input(sl_conn_t *c, const char *p, size_t n);
+static void ws_output_drained(sl_conn_t *c);
 static void process_input(sl_conn_t *c);
+static void refuse(sl_conn_t *c, int status, const char *type, const char *code, const char *msg);
 
 static const char *status_text(int status)
 {
@@ -34,7 +37,9 @@ static const char *status_text(int status)
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
     case 429: return "Too Many Requests";
+    case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
@@ -63,9 +68,8 @@ static void on_deadline(uv_timer_t *t)
     sl_conn_t *c = t->data;
     if (c->state == SL_CONN_READING && c->req.started && !c->head_sent) {
         /* A request that never finished arriving (slowloris): say so, then go. */
-        c->close_after = true; /* before the head, so it says Connection: close */
-        sl_conn_respond_error(c, 408, "invalid_request_error", "request_timeout", NULL,
-                              "the request was not received in time", NULL);
+        refuse(c, 408, "invalid_request_error", "request_timeout",
+               "the request was not received in time");
         return;
     }
     sl_conn_close(c);
@@ -289,11 +293,16 @@ static void write_access_log(sl_conn_t *c)
     sl_buf_puts(line, c->rid); /* ours or checked at intake: nothing to escape */
     sl_buf_puts(line, "\",\"worker\":");
     sl_buf_put_i64(line, c->w->id);
-    sl_buf_puts(line, ",\"method\":\"");
-    sl_buf_puts(line, sl_http_req_method(&c->req));
-    sl_buf_puts(line, "\",\"path\":\"");
-    sl_buf_json_escape(line, path, plen < 512 ? plen : 512);
-    sl_buf_puts(line, "\",\"client\":\"");
+    if (c->req.method_read) {
+        sl_buf_puts(line, ",\"method\":\"");
+        sl_buf_puts(line, sl_http_req_method(&c->req));
+        sl_buf_puts(line, "\",\"path\":\"");
+        sl_buf_json_escape(line, path, plen < 512 ? plen : 512);
+        sl_buf_puts(line, "\"");
+    } else { /* refused before the method: unknown, not http-parser's method 0 (DELETE) */
+        sl_buf_puts(line, ",\"method\":null,\"path\":null");
+    }
+    sl_buf_puts(line, ",\"client\":\"");
     sl_buf_puts(line, sl_conn_client_ip(c)); /* an address's text: nothing to escape */
     sl_buf_puts(line, "\",\"status\":");
     sl_buf_put_i64(line, c->status);
@@ -341,6 +350,7 @@ void sl_conn_end(sl_conn_t *c, bool close)
     if (c->ws) {
         if (c->ws_busy) {
             c->ws_busy = false;
+            c->ws_rx_at = uv_now(&c->w->loop); /* WebSocket idle time counts from here */
             if (!c->status)
                 c->status = 200;
             finish_request(c);
@@ -425,6 +435,7 @@ static void on_shutdown(uv_shutdown_t *sr, int status);
 
 static void after_output(sl_conn_t *c)
 {
+    ws_output_drained(c);
     if (c->writing || c->out.len)
         return;
     if (c->ws) {
@@ -465,8 +476,8 @@ static void on_write(uv_write_t *wr, int status)
     }
     if (c->state == SL_CONN_CLOSING)
         return;
-    if (c->out.len) {
-        sl_conn_flush(c);
+    if (c->out.len || c->in_held) {
+        sl_conn_flush(c); /* more to write, or held input to take up now that output drained */
         return;
     }
     if (c->hooks && c->hooks->drained)
@@ -504,6 +515,10 @@ void sl_conn_flush(sl_conn_t *c)
             c->writing = true;
         }
     }
+    if (c->in_held && sl_conn_queued(c) <= c->low_water) {
+        c->in_held = false; /* the client read enough: its next requests may be answered */
+        c->need_input = true;
+    }
     if (c->need_input && c->state == SL_CONN_READING) {
         c->need_input = false;
         process_input(c);
@@ -517,19 +532,47 @@ void sl_conn_flush(sl_conn_t *c)
 
 /* ---- reading ---- */
 
-static void reject(sl_conn_t *c, int err, const char *msg)
+/* Answers a request that cannot be served (unparseable, too slow) and closes after it; what
+ * else the client sends meanwhile is read and dropped (the linger in after_output). */
+static void refuse(sl_conn_t *c, int status, const char *type, const char *code, const char *msg)
 {
-    int status = sl_err_status(err);
     c->state = SL_CONN_HANDLING; /* so the response is logged like any other */
     c->w->active++;
     new_request_id(c);
     c->client_known = false;
     c->t_start = sl_now_ms();
     c->req.keep_alive = false;
-    sl_conn_respond_error(c, status, sl_err_type(err), NULL, NULL, msg, NULL);
+    c->close_after = true; /* before the head, so it says Connection: close */
+    sl_conn_respond_error(c, status, type, code, NULL, msg, NULL);
     c->state = SL_CONN_DRAINING;
-    c->close_after = true;
     sl_buf_dispose(&c->in);
+}
+
+static void reject(sl_conn_t *c, int err, const char *msg)
+{
+    refuse(c, sl_err_status(err), sl_err_type(err), NULL, msg);
+}
+
+/* Stops parsing at a request boundary when the connection is done (its last answer said
+ * Connection: close: later pipelined requests are dropped unanswered, as RFC 9112 §9.6 says) or
+ * when the client is not reading its answers (queued output above high_water: parsing more would
+ * queue more, without bound; on_write takes the input up again). */
+static bool stop_at_boundary(sl_conn_t *c)
+{
+    if (c->req.started)
+        return false;
+    if (c->close_after) {
+        c->state = SL_CONN_DRAINING; /* the rest is read and dropped until the close */
+        sl_buf_dispose(&c->in);
+        set_reading(c, true);
+        return true;
+    }
+    if (sl_conn_queued(c) > c->high_water) {
+        c->in_held = true;
+        arm_timer(c, c->w->cfg->client_idle_ms, on_deadline); /* a client that never reads goes */
+        return true;
+    }
+    return false;
 }
 
 static void dispatch(sl_conn_t *c)
@@ -549,6 +592,11 @@ static void parse(sl_conn_t *c, const char *p, size_t n, size_t *used)
 {
     *used = 0;
     while (c->state == SL_CONN_READING && *used < n) {
+        if (stop_at_boundary(c)) {
+            if (c->state == SL_CONN_DRAINING)
+                *used = n;
+            return;
+        }
         bool was_started = c->req.started;
         *used += sl_http_req_feed(&c->req, p + *used, n - *used);
         if (!was_started && c->req.started)
@@ -572,8 +620,7 @@ static void parse(sl_conn_t *c, const char *p, size_t n, size_t *used)
 /* After an upgrade, bytes that followed the handshake in the same read are WebSocket frames. */
 static void ws_feed_leftover(sl_conn_t *c, const char *p, size_t n)
 {
-    if (n && sl_ws_feed(c->ws, p, n) != 0)
-        set_reading(c, false);
+    ws_input(c, p, n);
 }
 
 static void process_input(sl_conn_t *c)
@@ -592,7 +639,7 @@ static void process_input(sl_conn_t *c)
     }
     sl_buf_shrink(&c->in, 4096);
     if (c->state == SL_CONN_READING) {
-        set_reading(c, true);
+        set_reading(c, !c->in_held);
         if (!c->req.started && !c->in.len)
             arm_timer(c, c->w->cfg->client_idle_ms, on_deadline);
     }
@@ -609,9 +656,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->state == SL_CONN_DRAINING)
         return;
     if (c->state == SL_CONN_WS) {
-        if (sl_ws_feed(c->ws, buf->base, (size_t)nread) != 0)
-            set_reading(c, false); /* protocol error: our close frame goes out, then we close */
-        schedule(c);
+        ws_input(c, buf->base, (size_t)nread);
         return;
     }
     if (c->state == SL_CONN_HANDLING || c->in.len) {
@@ -628,6 +673,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         ws_feed_leftover(c, buf->base + used, (size_t)nread - used);
     else if (c->state != SL_CONN_CLOSING && c->state != SL_CONN_DRAINING && used < (size_t)nread)
         sl_buf_append(&c->in, buf->base + used, (size_t)nread - used);
+    if (c->in_held)
+        set_reading(c, false); /* at most this read is held; flush resumes */
 }
 
 /* ---- closing ---- */
@@ -674,6 +721,123 @@ void sl_conn_close(sl_conn_t *c)
 
 /* ---- WebSocket ---- */
 
+/* Client bytes go to the codec in pieces this large, so the replies one read provokes overshoot
+ * the high-water mark by at most a piece's worth of frames (ws_input). */
+#define WS_FEED_PIECE 1024
+/* How long our close frame (or our reply to the client's) waits for the handshake to complete
+ * before the socket is closed anyway: a peer that went silent will not answer it. */
+#define WS_CLOSE_WAIT_MS 2000
+
+static void ws_on_close_wait(uv_timer_t *t)
+{
+    sl_conn_close(t->data);
+}
+
+/* A close was sent or received: the socket closes once the handshake is done and flushed
+ * (after_output), or when the wait is over, whichever is first. Replaces the tick. */
+static void ws_close_wait(sl_conn_t *c)
+{
+    if (c->ws_closing)
+        return;
+    c->ws_closing = true;
+    arm_timer(c, WS_CLOSE_WAIT_MS, ws_on_close_wait);
+}
+
+static uint64_t ws_ping_due(const sl_conn_t *c, uint64_t every)
+{
+    return (c->ws_rx_at > c->ws_ping_at ? c->ws_rx_at : c->ws_ping_at) + every;
+}
+
+static void ws_on_tick(uv_timer_t *t);
+
+/* One timer serves both deadlines: it fires at the next ping or at the idle deadline, whichever
+ * comes first, and the tick works out which. Frames only move ws_rx_at, so a busy socket costs
+ * no timer updates. */
+static void ws_arm(sl_conn_t *c)
+{
+    const sl_config_t *cfg = c->w->cfg;
+    uint64_t now = uv_now(&c->w->loop), due = UINT64_MAX;
+    if (c->ws_closing)
+        return;
+    if (cfg->ws_idle_ms)
+        due = c->ws_rx_at + cfg->ws_idle_ms;
+    if (cfg->ws_ping_ms && ws_ping_due(c, cfg->ws_ping_ms) < due)
+        due = ws_ping_due(c, cfg->ws_ping_ms);
+    if (due == UINT64_MAX)
+        uv_timer_stop(&c->timer); /* both off: long-lived with no deadline */
+    else
+        arm_timer(c, due > now ? due - now : 1, ws_on_tick);
+}
+
+/* A client silent (no whole frame, pongs included) for ws_idle is told 1001 and closed; one
+ * silent for ws_ping is pinged, which a live client (every browser) answers by itself. */
+static void ws_on_tick(uv_timer_t *t)
+{
+    sl_conn_t *c = t->data;
+    const sl_config_t *cfg = c->w->cfg;
+    uint64_t now = uv_now(&c->w->loop);
+    if (c->ws_busy)
+        c->ws_rx_at = now; /* an answer going out is not idleness; its end restarts the count */
+    if (cfg->ws_idle_ms && now - c->ws_rx_at >= cfg->ws_idle_ms) {
+        sl_conn_ws_close(c, 1001, "idle timeout"); /* "going away" */
+        return;
+    }
+    if (cfg->ws_ping_ms && now >= ws_ping_due(c, cfg->ws_ping_ms)) {
+        sl_ws_ping(c->ws);
+        c->ws_ping_at = now;
+        schedule(c);
+    }
+    ws_arm(c);
+}
+
+/* Feeds client bytes to the codec a piece at a time and stops, keeping the rest in c->in and
+ * reading nothing more, once the replies they caused pass the high-water mark: one 64 KiB read
+ * can hold thousands of tiny frames that each get an answer, so checking between reads would
+ * not bound the output. ws_output_drained resumes. */
+static void ws_input(sl_conn_t *c, const char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n && c->state == SL_CONN_WS && sl_ws_reading(c->ws)) {
+        if (c->ws_paused || sl_conn_queued(c) >= c->high_water) {
+            sl_buf_append(&c->in, p + off, n - off);
+            c->ws_paused = true;
+            break;
+        }
+        size_t k = n - off < WS_FEED_PIECE ? n - off : WS_FEED_PIECE;
+        if (sl_ws_feed(c->ws, p + off, k) != 0)
+            break; /* a protocol violation: the codec queued its close and reads no more */
+        off += k;
+    }
+    if (c->state != SL_CONN_WS)
+        return; /* a handler closed the connection */
+    if (!sl_ws_reading(c->ws)) {
+        set_reading(c, false); /* the close frames go out, then the socket closes */
+        ws_close_wait(c);
+    } else {
+        set_reading(c, !c->ws_paused);
+    }
+    schedule(c);
+}
+
+/* Runs whenever output went out (after_output): once the queued replies fall below the
+ * low-water mark, the input ws_input held back is fed and reading resumes. */
+static void ws_output_drained(sl_conn_t *c)
+{
+    if (!c->ws_paused || c->state != SL_CONN_WS || sl_conn_queued(c) >= c->low_water)
+        return;
+    c->ws_paused = false;
+    sl_buf_t held = c->in;
+    sl_buf_init(&c->in);
+    ws_input(c, held.data, held.len);
+    sl_buf_dispose(&held);
+}
+
+static void ws_on_frame(void *ud)
+{
+    sl_conn_t *c = ud;
+    c->ws_rx_at = uv_now(&c->w->loop);
+}
+
 static void ws_on_text(void *ud, const char *msg, size_t len)
 {
     sl_conn_t *c = ud;
@@ -696,7 +860,8 @@ static void ws_on_close(void *ud, uint16_t code)
     schedule(c);
 }
 
-static const sl_ws_callbacks_t ws_callbacks = {.on_text = ws_on_text, .on_close = ws_on_close};
+static const sl_ws_callbacks_t ws_callbacks = {
+    .on_text = ws_on_text, .on_close = ws_on_close, .on_frame = ws_on_frame};
 
 static bool header_has_token(const char *v, const char *token)
 {
@@ -741,7 +906,9 @@ bool sl_conn_ws_upgrade(sl_conn_t *c, const sl_ws_hooks_t *hooks, void *ud)
     c->ws = sl_ws_new(SL_WS_MAX_MESSAGE, &ws_callbacks, c, &c->out);
     c->ws_hooks = hooks;
     c->ws_ud = ud;
-    uv_timer_stop(&c->timer); /* long-lived by design: no idle deadline */
+    /* Long-lived by design, but a silent client is pinged, and closed after ws_idle. */
+    c->ws_rx_at = c->ws_ping_at = uv_now(&c->w->loop);
+    ws_arm(c);
     schedule(c);
     return true; /* frames right behind the handshake are fed by ws_feed_leftover */
 }
@@ -769,6 +936,7 @@ void sl_conn_ws_close(sl_conn_t *c, uint16_t code, const char *reason)
     if (!c->ws || c->state == SL_CONN_CLOSING)
         return;
     sl_ws_close(c->ws, code, reason);
+    ws_close_wait(c);
     schedule(c);
 }
 

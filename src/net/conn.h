@@ -64,6 +64,7 @@ struct sl_conn {
     bool writing;
     bool reading;
     bool need_input; /* a response ended: parse what is buffered at the next flush */
+    bool in_held;    /* pipelined input waits: queued output passed high_water (conn.c) */
 
     /* response being written */
     bool head_sent;
@@ -98,6 +99,13 @@ struct sl_conn {
     void *ws_ud;        /* the WebSocket handler's; released through ws_hooks->closed */
     bool ws_busy;       /* an exchange is answering a message */
     int closes_pending; /* uv handles still to be closed before free */
+
+    /* WebSocket keepalive and input flow control (conn.c, WebSocket section). In WS state
+     * `timer` is the ping/idle tick, then the close wait; `in` holds input not yet fed. */
+    uint64_t ws_rx_at;   /* loop time of the client's last whole frame, or an answer's end */
+    uint64_t ws_ping_at; /* loop time of our last ping */
+    bool ws_paused;      /* reading stopped: our queued replies passed high_water */
+    bool ws_closing;     /* a close was sent or received: the close wait runs */
 };
 
 /* Accepts a connection from the worker's listener. */

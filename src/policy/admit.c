@@ -47,7 +47,7 @@ void sl_admit_prepare(sl_admit_t *a, const sl_config_t *cfg, const sl_chat_meta_
             a->budget.worst =
                 sat_add(prompt_upper(prompt_bytes), max_tokens ? max_tokens : cfg->budget_reserve);
             a->budget.strict = max_tokens > 0;
-            a->budget.floor = m->key.budget_spent;
+            a->budget.floor = m->key.budget_spent > 0 ? m->key.budget_spent : 0;
         }
     }
     add(a, "user", m->user_id, cfg->rl_user);

@@ -193,7 +193,8 @@ static int numeric_date(const json_t *claims, const char *name, bool *present, d
     return 0;
 }
 
-/* exp is optional, but when present "now" must be before it (give or take leeway); nbf likewise
+/* exp is required unless the config says otherwise (a token without one would be valid forever,
+ * past any key rotation or logout); "now" must be before it (give or take leeway). nbf likewise
  * must not be after now + leeway. Doubles are exact for every timestamp below 2^53. */
 static int check_times(const json_t *claims, const sl_jwt_cfg_t *cfg, int64_t now, const char **why)
 {
@@ -203,6 +204,10 @@ static int check_times(const json_t *claims, const sl_jwt_cfg_t *cfg, int64_t no
         numeric_date(claims, "nbf", &has_nbf, &nbf) ||
         numeric_date(claims, "iat", &has_iat, &iat)) {
         *why = "token exp, nbf or iat is not a number";
+        return SL_EAUTH;
+    }
+    if (!has_exp && cfg->require_exp) {
+        *why = "token has no exp";
         return SL_EAUTH;
     }
     if (has_exp && t - leeway >= exp) {

@@ -1,7 +1,8 @@
 /* JWT bearer verification (DESIGN §6, seed 003): HS256 with a secret, or RS256/ES256 with a PEM
  * public key; the algorithm is pinned by config and never taken from the token (a token that
- * says "none" or any other alg is refused before its signature is looked at); exp and nbf are
- * checked with a small leeway; a configured claim becomes the user id. */
+ * says "none" or any other alg is refused before its signature is looked at); exp (required
+ * unless auth.jwt.require_exp is false) and nbf are checked with a small leeway; a configured
+ * claim becomes the user id. */
 #ifndef SL_POLICY_JWT_H
 #define SL_POLICY_JWT_H
 #include <stddef.h>

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/id.h"
 #include "core/log.h"
+#include "core/tokens.h"
 #include "net/conn.h"
 #include "net/worker.h"
 #include "policy/admit.h"
@@ -254,7 +255,7 @@ static void finalize(sl_relay_t *r, int status)
     /* Nothing answered and nothing was reported: an upstream failure spent nothing (its
      * reservation comes back whole); a client that left while the upstream was reading its
      * prompt is charged the prompt (providers bill it). */
-    int64_t spent = r->committed || r->have_usage  ? u.prompt + u.completion
+    int64_t spent = r->committed || r->have_usage  ? sl_tokens_add(u.prompt, u.completion)
                     : r->cancelled && r->t_attempt ? u.prompt
                                                    : 0;
     sl_admit_env_t env;
@@ -319,7 +320,11 @@ static void note(sl_relay_t *r, const sl_event_t *ev)
         break;
     case SL_EV_FINISH: snprintf(r->finish, sizeof r->finish, "%s", ev->finish_reason); break;
     case SL_EV_USAGE:
-        r->usage = ev->usage;
+        /* The upstream's numbers, pinned: every sum of them below (spend, budget, store) is
+         * then far from int64's end. */
+        r->usage.prompt = sl_tokens_sane(ev->usage.prompt);
+        r->usage.completion = sl_tokens_sane(ev->usage.completion);
+        r->usage.cached = ev->usage.cached < 0 ? -1 : sl_tokens_sane(ev->usage.cached);
         r->have_usage = true;
         break;
     case SL_EV_ERROR:

@@ -9,6 +9,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/tokens.h"
 #include "store/pg.h"
 
 /* A lost server is tried again at most this often; between tries calls fail at once, so the
@@ -208,7 +209,7 @@ static int spend_flush(sl_pg_t *p)
         int64_t tokens = 0;
         size_t j = i;
         for (; j < p->nspend && strcmp(p->spend[j].key, p->spend[i].key) == 0; j++)
-            tokens += p->spend[j].tokens;
+            tokens = sl_tokens_add(tokens, p->spend[j].tokens);
         sl_pg_params_t ps = {0};
         sl_pg_text(&ps, p->spend[i].key);
         sl_pg_int(&ps, tokens);

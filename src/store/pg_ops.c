@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/tokens.h"
 #include "store/pg.h"
 
 const sl_pg_stmt_t sl_pg_stmts[SL_PG_COUNT] = {
@@ -83,7 +84,7 @@ static int pg_usage_insert(sl_db_t *db, const sl_usage_record_t *r)
     sl_pg_text(&ps, r->cancelled ? "t" : "f");
     sl_pg_text(&ps, r->tags);
     int err = sl_pg_run(p, SL_PG_USAGE, &ps, NULL);
-    int64_t tokens = r->prompt_tokens + r->completion_tokens;
+    int64_t tokens = sl_tokens_add(r->prompt_tokens, r->completion_tokens);
     if (err || !r->key_name || tokens == 0)
         return err;
     sl_pg_spend_add(p, r->key_name, tokens);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/tokens.h"
 #include "store/db.h"
 
 /* How long a statement waits for another connection's write lock (an operator's sqlite3
@@ -282,7 +283,7 @@ static bool lite_in_txn(sl_db_t *db)
 /* Adds a request's tokens to its key's running total, in the usage row's transaction. */
 static int add_spend(lite_t *q, const sl_usage_record_t *r)
 {
-    int64_t tokens = r->prompt_tokens + r->completion_tokens;
+    int64_t tokens = sl_tokens_add(r->prompt_tokens, r->completion_tokens);
     if (!r->key_name || tokens == 0)
         return 0;
     sqlite3_stmt *st = q->st[ST_SPEND];

@@ -198,6 +198,27 @@ static void first_body_byte(sl_xfer_t *x)
     arm(x);
 }
 
+/* An error answer is only read for its message: past the cap the rest is dropped unread. */
+static int error_body(sl_xfer_t *x, const char *p, size_t len)
+{
+    if (x->body.len + len <= MAX_ERROR_BODY)
+        sl_buf_append(&x->body, p, len);
+    return SL_XFER_TAKEN;
+}
+
+/* A whole answer cut at the cap would reach the client as a different (or broken) answer:
+ * past the cap the call fails instead, and the relay moves on as for a dropped upstream. */
+static int whole_body(sl_xfer_t *x, const char *p, size_t len)
+{
+    if (len > MAX_JSON_BODY - x->body.len) {
+        sl_xfer_emit_error(x, 502, "server_error", "upstream_too_large",
+                           "upstream response too large (over 64 MiB)");
+        return SL_XFER_STOP;
+    }
+    sl_buf_append(&x->body, p, len);
+    return SL_XFER_TAKEN;
+}
+
 int sl_xfer_on_body(sl_xfer_t *x, const char *p, size_t len)
 {
     if (x->cancelled || x->aborted)
@@ -207,12 +228,10 @@ int sl_xfer_on_body(sl_xfer_t *x, const char *p, size_t len)
     x->last_data = (double)uv_now(x->timer.loop); /* the loop's cached clock: no syscall */
     if (!x->got_body)
         first_body_byte(x);
-    if (x->status >= 400 || !x->stream) {
-        size_t cap = x->status >= 400 ? MAX_ERROR_BODY : MAX_JSON_BODY;
-        if (x->body.len + len <= cap)
-            sl_buf_append(&x->body, p, len);
-        return SL_XFER_TAKEN;
-    }
+    if (x->status >= 400)
+        return error_body(x, p, len);
+    if (!x->stream)
+        return whole_body(x, p, len);
     if (x->call.sink.congested(x->call.sink.ud)) {
         /* Backpressure: the transport keeps these bytes and hands them back after resume. */
         x->paused = true;

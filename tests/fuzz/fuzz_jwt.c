@@ -2,12 +2,12 @@
  * static reason and no user. Tokens signed here with the configured HS256 secret, over a header
  * and claims taken from the input, must get the verdict an independent reading of RFC 7519 and
  * the config gives: the pinned alg, typ JWT if any, no crit, claims an object without duplicate
- * members, exp and nbf within the leeway, issuer and audience when configured, and the user
- * claim (a non-empty string, or an integer in decimal).
+ * members, exp (required unless require_exp is off) and nbf within the leeway, issuer and
+ * audience when configured, and the user claim (a non-empty string, or an integer in decimal).
  *
  * Input: [mode][bytes]. mode % 3: 0 the bytes are the token; 1 they are the claims, under
  * {"alg":"HS256","typ":"JWT"}; 2 they are "header\nclaims". bit 2: issuer "iss-x" and audience
- * "aud-x" are required. */
+ * "aud-x" are required. bit 3: require_exp is off (auth.jwt.require_exp: false). */
 #include "fuzz.h"
 
 #include <openssl/evp.h>
@@ -76,11 +76,12 @@ static bool header_ok(json_t *h)
            (!typ || (json_is_string(typ) && !strcasecmp(json_string_value(typ), "JWT")));
 }
 
-static bool date_ok(json_t *c, const char *name, bool is_exp)
+/* require: a missing claim fails (exp under require_exp). */
+static bool date_ok(json_t *c, const char *name, bool is_exp, bool require)
 {
     json_t *v = json_object_get(c, name);
     if (!v)
-        return true;
+        return !require;
     if (!json_is_number(v))
         return false;
     double t = json_number_value(v);
@@ -105,9 +106,10 @@ static bool aud_ok(json_t *aud)
 }
 
 /* The user the verifier must return for these claims, or NULL when it must refuse. */
-static char *expected_user(json_t *c, bool strict)
+static char *expected_user(json_t *c, bool strict, bool require_exp)
 {
-    if (!date_ok(c, "exp", true) || !date_ok(c, "nbf", false) || !date_ok(c, "iat", false))
+    if (!date_ok(c, "exp", true, require_exp) || !date_ok(c, "nbf", false, false) ||
+        !date_ok(c, "iat", false, false))
         return NULL;
     if (strict) {
         const char *iss = json_string_value(json_object_get(c, "iss"));
@@ -125,7 +127,7 @@ static char *expected_user(json_t *c, bool strict)
     return NULL;
 }
 
-static int verify(const char *token, bool strict, char **user)
+static int verify(const char *token, bool strict, bool require_exp, char **user)
 {
     sl_jwt_cfg_t cfg = {
         .alg = (char *)"HS256",
@@ -133,6 +135,7 @@ static int verify(const char *token, bool strict, char **user)
         .key_len = strlen(SECRET),
         .user_claim = (char *)"sub",
         .leeway_s = LEEWAY,
+        .require_exp = require_exp,
         .issuer = strict ? (char *)"iss-x" : NULL,
         .audience = strict ? (char *)"aud-x" : NULL,
     };
@@ -151,12 +154,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_t f = {data, size};
     uint8_t mode = fz_u8(&f);
     bool strict = mode & 4;
+    bool require_exp = !(mode & 8);
     const char *in = (const char *)f.p;
     size_t n = f.n;
     char *user = NULL;
     if (mode % 3 == 0) {
         char *tok = fz_rest_str(&f);
-        (void)verify(tok, strict, &user);
+        (void)verify(tok, strict, require_exp, &user);
         sl_free(tok);
         sl_free(user);
         return 0;
@@ -175,8 +179,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     char *tok = sign(hdr, hn, claims, cn);
     json_t *h = object_of(hdr, hn), *c = object_of(claims, cn);
-    char *want = h && c && header_ok(h) && strlen(tok) <= 8192 ? expected_user(c, strict) : NULL;
-    int rc = verify(tok, strict, &user);
+    char *want = h && c && header_ok(h) && strlen(tok) <= 8192
+                     ? expected_user(c, strict, require_exp)
+                     : NULL;
+    int rc = verify(tok, strict, require_exp, &user);
     if ((rc == 0) != (want != NULL) || (want && strcmp(user, want) != 0)) {
         fprintf(stderr, "token %s: verifier %s, expected %s\n", tok, rc ? "refuses" : user,
                 want ? want : "a refusal");

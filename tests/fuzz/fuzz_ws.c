@@ -7,7 +7,9 @@
  * Input: [mode][max][4 piece lengths][body]. mode bit 0: the body is raw bytes; else it is a
  * list of frames [b0][len][payload] that are masked here, so the fuzzer reaches wslay's message
  * logic instead of failing on the mask bit (len 126/127: a 16-bit length follows). bit 1: answer
- * each text from on_text. bit 2: end with our own close. max 0 = wslay's cap, else 4 * max. */
+ * each text from on_text. bit 2: end with our own close. bit 3: ping before and after the input.
+ * max 0 = wslay's cap, else 4 * max. Every whole frame (on_frame) is logged too, so both feeds
+ * must also report the same frames, in the same places among the messages. */
 #include "fuzz.h"
 
 #include "codec/ws.h"
@@ -63,7 +65,15 @@ static void on_close(void *ud, uint16_t code)
     sl_buf_printf(&p->log, "C%u;", code);
 }
 
-static const sl_ws_callbacks_t callbacks = {.on_text = on_text, .on_close = on_close};
+static void on_frame(void *ud)
+{
+    peer_t *p = ud;
+    FUZZ_CHECK(p->closes == 0); /* nothing is read after the peer's close */
+    sl_buf_putc(&p->log, 'F');
+}
+
+static const sl_ws_callbacks_t callbacks = {
+    .on_text = on_text, .on_close = on_close, .on_frame = on_frame};
 
 /* Close codes an endpoint may put on the wire (RFC 6455 §7.4). */
 static bool sendable_code(unsigned code)
@@ -142,7 +152,7 @@ static void build_frames(fz_t *f, sl_buf_t *b)
 }
 
 /* One session over in, cut as given (NULL: whole); fed until it fails. */
-static int session(const sl_buf_t *in, size_t max, bool echo, bool close_last,
+static int session(const sl_buf_t *in, size_t max, bool echo, bool close_last, bool ping,
                    const fz_cuts_t *cuts, peer_t *p)
 {
     memset(p, 0, sizeof *p);
@@ -151,6 +161,8 @@ static int session(const sl_buf_t *in, size_t max, bool echo, bool close_last,
     p->max = max;
     p->echo = echo;
     p->ws = sl_ws_new(max, &callbacks, p, &p->out);
+    if (ping)
+        sl_ws_ping(p->ws);
     int rc = 0;
     size_t at = 0;
     for (size_t k = 0; !rc && at < in->len; k++) {
@@ -159,16 +171,22 @@ static int session(const sl_buf_t *in, size_t max, bool echo, bool close_last,
         FUZZ_CHECK(rc == 0 || rc == SL_EINVAL);
         at += len;
     }
+    bool reading = sl_ws_reading(p->ws);
     if (rc) {
+        FUZZ_CHECK(!reading);
         FUZZ_CHECK(sl_ws_done(p->ws)); /* a failed session is over */
         FUZZ_CHECK(sl_ws_feed(p->ws, "\x81", 1) == SL_EINVAL);
     }
+    if (p->closes)
+        FUZZ_CHECK(!reading); /* the peer's close ends reading */
+    if (ping)
+        sl_ws_ping(p->ws); /* dropped once a close is queued */
     if (close_last)
         sl_ws_close(p->ws, 1000, "bye \xc3\xa9");
     check_out(&p->out);
     bool done = sl_ws_done(p->ws);
     sl_ws_free(p->ws);
-    return rc * 2 + done;
+    return rc * 4 + reading * 2 + done;
 }
 
 static void check_accept_key(const uint8_t *data, size_t size)
@@ -197,11 +215,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sl_buf_append(&in, f.p, f.n);
     else
         build_frames(&f, &in);
-    bool echo = mode & 2, close_last = mode & 4;
+    bool echo = mode & 2, close_last = mode & 4, ping = mode & 8;
 
     peer_t whole, pieces;
-    int v_whole = session(&in, max, echo, close_last, NULL, &whole);
-    int v_pieces = session(&in, max, echo, close_last, &cuts, &pieces);
+    int v_whole = session(&in, max, echo, close_last, ping, NULL, &whole);
+    int v_pieces = session(&in, max, echo, close_last, ping, &cuts, &pieces);
     if (v_whole != v_pieces || whole.log.len != pieces.log.len || whole.out.len != pieces.out.len)
         fprintf(stderr, "whole %d log %zu out %zu; pieces %d log %zu out %zu\n", v_whole,
                 whole.log.len, whole.out.len, v_pieces, pieces.log.len, pieces.out.len);

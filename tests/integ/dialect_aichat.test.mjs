@@ -36,6 +36,7 @@ const ctx = useSluices({
   drop: (up, db) => dialectConfig(up, db, { auth: { jwt: hsJwt }, dialects: { aichat: { model: 'drop-mid:3' } } }),
   rs: (up, db) => dialectConfig(up, db, { auth: { jwt: { alg: 'RS256', public_key: pem(rsa), user_claim: 'sub', leeway: '5s' } }, dialects: { aichat: { model: 'echo' } } }),
   es: (up, db) => dialectConfig(up, db, { auth: { jwt: { alg: 'ES256', public_key: pem(ec), user_claim: 'sub', leeway: '5s' } }, dialects: { aichat: { model: 'echo' } } }),
+  noexp: (up, db) => dialectConfig(up, db, { auth: { jwt: { ...hsJwt, require_exp: false } }, dialects: { aichat: { model: 'echo' } } }),
 }, { secrets });
 
 const POST_PATH = '/api/ai-chat/stream';
@@ -198,6 +199,7 @@ describe('aichat: JWT', { timeout: 60_000 }, () => {
     'a bad signature': () => token({}, { alg: 'HS256', key: 'another-secret-0123456789abcdef' }),
     'an expired token (beyond the 5 s leeway)': () => token({ exp: nowS() - 60 }),
     'nbf in the future (beyond the leeway)': () => token({ nbf: nowS() + 60 }),
+    'no exp (auth.jwt.require_exp is true by default)': () => token({ exp: undefined }),
     'alg none': () => token({}, { alg: 'none' }),
     'a header alg other than the configured one (HS384)': () => token({}, { alg: 'HS256', key: SECRET, header: { alg: 'HS384' } }),
     'no user claim (sub)': () => token({ sub: undefined }),
@@ -221,6 +223,18 @@ describe('aichat: JWT', { timeout: 60_000 }, () => {
       assertNothingUpstream(ctx.up, tag, before);
     });
   }
+
+  test('a token without exp: 401 "token has no exp"; with require_exp: false it is accepted', async () => {
+    const t = token({ exp: undefined });
+    const tag = uid('ai-noexp');
+    const r = await postJSON(ctx.sl.echo, POST_PATH, { message: tag }, bearer(t));
+    assert.match(assertNest(r, 401, 'Unauthorized', 'no exp').message, /token has no exp/);
+    const s = await post(ctx.sl.noexp, { message: tag }, bearer(t)).finished();
+    assert.equal(lastUser(echoed(assertAichatStream(s, 'require_exp: false').text).body), tag);
+    // An exp that is there is still checked.
+    const old = await postJSON(ctx.sl.noexp, POST_PATH, { message: tag }, bearer(token({ exp: nowS() - 60 })));
+    assertNest(old, 401, 'Unauthorized', 'expired, require_exp: false');
+  });
 
   test('exp and nbf within the leeway are accepted', async () => {
     for (const claims of [{ exp: nowS() - 2 }, { nbf: nowS() + 2 }]) {

@@ -73,6 +73,8 @@ static void assert_default_scalars(const sl_config_t *c)
     assert_int_equal(c->keepalive_ms, 15000);
     assert_int_equal(c->client_header_ms, 10000);
     assert_int_equal(c->client_idle_ms, 60000);
+    assert_int_equal(c->ws_ping_ms, 30000);
+    assert_int_equal(c->ws_idle_ms, 120000);
     assert_int_equal(c->drain_ms, 10000);
     assert_int_equal(c->nkeys, 0);
     assert_int_equal(c->nadmin_keys, 0);
@@ -92,6 +94,8 @@ static void test_config_full_file_sets_every_field(void **state)
                               "  keepalive: off\n"
                               "  client_header: 3s\n"
                               "  client_idle: 1h\n"
+                              "  ws_ping: 10s\n"
+                              "  ws_idle: 45s\n"
                               "  drain: 0\n"
                               "auth:\n"
                               "  keys: [ { name: dev, key: sk-dev }, sk-plain ]\n"
@@ -119,6 +123,8 @@ static void test_config_full_file_sets_every_field(void **state)
     assert_int_equal(c->keepalive_ms, 0);
     assert_int_equal(c->client_header_ms, 3000);
     assert_int_equal(c->client_idle_ms, 3600000);
+    assert_int_equal(c->ws_ping_ms, 10000);
+    assert_int_equal(c->ws_idle_ms, 45000);
     assert_int_equal(c->drain_ms, 0);
 
     assert_int_equal(c->nkeys, 2);
@@ -302,6 +308,27 @@ static void test_config_listen_and_workers(void **state)
     expect_error("workers: 2.0", workers_msg);
 }
 
+/* Pings keep a quiet live client inside ws_idle only when they come more often; either may be
+ * off. */
+static void test_config_ws_ping_must_be_shorter_than_ws_idle(void **state)
+{
+    (void)state;
+    expect_error("timeouts: { ws_ping: 2m }\n",
+                 "t.yaml:1:22: ws_ping (120000 ms) must be shorter than ws_idle (120000 ms), or 0 "
+                 "for no pings");
+    expect_error("timeouts: { ws_idle: 20s }\n",
+                 "t.yaml:1:22: ws_ping (30000 ms) must be shorter than ws_idle (20000 ms), or 0 "
+                 "for no pings");
+    sl_config_t *c = parse_ok("timeouts: { ws_ping: 0, ws_idle: 20s }\n");
+    assert_int_equal(c->ws_ping_ms, 0);
+    assert_int_equal(c->ws_idle_ms, 20000);
+    sl_config_unref(c);
+    c = parse_ok("timeouts: { ws_ping: 1h, ws_idle: off }\n");
+    assert_int_equal(c->ws_ping_ms, 3600000);
+    assert_int_equal(c->ws_idle_ms, 0);
+    sl_config_unref(c);
+}
+
 static void test_config_unknown_keys_name_the_key_and_list_allowed(void **state)
 {
     (void)state;
@@ -315,7 +342,7 @@ static void test_config_unknown_keys_name_the_key_and_list_allowed(void **state)
                  "max_connections, stream_buffer)");
     expect_error("timeouts: { total: 5s }",
                  "t.yaml:1:13: unknown key 'total' in timeouts (allowed: connect, first_byte, "
-                 "idle, keepalive, client_header, client_idle, drain)");
+                 "idle, keepalive, client_header, client_idle, ws_ping, ws_idle, drain)");
     expect_error(
         "providers:\n  p: { type: mock, speed: 3 }\n",
         "t.yaml:2:20: unknown key 'speed' in providers.p (allowed: type, base_url, "
@@ -530,11 +557,18 @@ static void test_config_jwt_and_store(void **state)
     assert_int_equal(c->jwt.key_len, 20);
     assert_string_equal(c->jwt.user_claim, "uid");
     assert_int_equal(c->jwt.leeway_s, 5);
+    assert_true(c->jwt.require_exp); /* the default: a token without exp is refused */
     assert_string_equal(c->sqlite_path, "/tmp/x.db");
     assert_int_equal(c->dialects[SL_DIALECT_AICHAT].auth, SL_AUTH_JWT); /* jwt configured */
     assert_int_equal(c->dialects[SL_DIALECT_CHAT].auth,
                      SL_AUTH_DEFAULT); /* keys, if any are issued later */
     sl_config_unref(c);
+    c = parse_ok(
+        "auth:\n  jwt: { alg: HS256, secret: 0123456789abcdef0123, require_exp: false }\n");
+    assert_false(c->jwt.require_exp);
+    sl_config_unref(c);
+    expect_error("auth:\n  jwt: { alg: HS256, secret: 0123456789abcdef0123, require_exp: 0 }\n",
+                 "t.yaml:2:65: require_exp: expected true or false");
     expect_error("auth:\n  jwt: { alg: none, secret: x }\n",
                  "t.yaml:2:15: alg: expected HS256, RS256 or ES256");
     expect_error("auth:\n  jwt: { alg: HS256, secret: short }\n",
@@ -942,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_config_durations),
         cmocka_unit_test(test_config_sizes),
         cmocka_unit_test(test_config_listen_and_workers),
+        cmocka_unit_test(test_config_ws_ping_must_be_shorter_than_ws_idle),
         cmocka_unit_test(test_config_unknown_keys_name_the_key_and_list_allowed),
         cmocka_unit_test(test_config_rag_section),
         cmocka_unit_test(test_config_monoai_user_validator_url_and_cache),

@@ -76,7 +76,7 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* A config borrowing its strings: the verifier only reads them. */
+/* A config borrowing its strings: the verifier only reads them. The defaults of auth.jwt. */
 static sl_jwt_cfg_t cfg_for(const char *alg, const char *key)
 {
     sl_jwt_cfg_t c = {
@@ -85,6 +85,7 @@ static sl_jwt_cfg_t cfg_for(const char *alg, const char *key)
         .key_len = strlen(key),
         .user_claim = (char *)"sub",
         .leeway_s = 30,
+        .require_exp = true,
     };
     return c;
 }
@@ -109,6 +110,14 @@ static char *make(jwt_alg_t alg, const char *key, const char *fmt, ...)
     free(raw); /* libjwt 1.10 allocates with malloc and has no jwt_free_str */
     jwt_free(jwt);
     return tok;
+}
+
+/* A token for claims (a JSON object's text) with an exp ten minutes ahead added, as auth.jwt
+ * requires by default: for the tests about the other claims. */
+static char *make_exp(jwt_alg_t alg, const char *key, const char *claims)
+{
+    assert_true(claims[0] == '{');
+    return make(alg, key, "{\"exp\":%lld%s%s", NOW + 600, claims[1] == '}' ? "" : ",", claims + 1);
 }
 
 /* Unpadded base64url of n bytes, sl_malloc'd. */
@@ -249,22 +258,40 @@ static void test_jwt_expired_within_leeway_is_accepted(void **state)
     sl_free(tok);
 }
 
-static void test_jwt_without_exp_is_accepted(void **state)
+static void test_jwt_without_exp_is_refused(void **state)
 {
     sl_jwt_cfg_t cfg = cfg_for("HS256", SECRET);
     char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\"}");
+    expect_refused(&cfg, tok, "token has no exp");
+    sl_free(tok);
+    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"iat\":%lld,\"nbf\":%lld}", NOW, NOW);
+    expect_refused(&cfg, tok, "token has no exp");
+    sl_free(tok);
+}
+
+static void test_jwt_without_exp_is_accepted_when_not_required(void **state)
+{
+    sl_jwt_cfg_t cfg = cfg_for("HS256", SECRET);
+    cfg.require_exp = false; /* auth.jwt.require_exp: false, the old behaviour */
+    char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\"}");
     expect_user(&cfg, tok, "a");
+    sl_free(tok);
+    /* An exp that is there is still checked. */
+    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"exp\":%lld}", NOW - 31);
+    expect_refused(&cfg, tok, "token expired");
     sl_free(tok);
 }
 
 static void test_jwt_nbf_in_future_is_refused(void **state)
 {
     sl_jwt_cfg_t cfg = cfg_for("HS256", SECRET);
-    char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"nbf\":%lld}", NOW + 31);
+    char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"nbf\":%lld,\"exp\":%lld}", NOW + 31,
+                     NOW + 600);
     expect_refused(&cfg, tok, "token not yet valid (nbf)");
     sl_free(tok);
     /* A clock a little behind the issuer's is what the leeway is for. */
-    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"nbf\":%lld}", NOW + 30);
+    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"nbf\":%lld,\"exp\":%lld}", NOW + 30,
+               NOW + 600);
     expect_user(&cfg, tok, "a");
     sl_free(tok);
 }
@@ -292,7 +319,7 @@ static void test_jwt_missing_user_claim_is_refused(void **state)
         "{\"sub\":1.5}",        "{\"sub\":[\"a\"]}", "{\"sub\":{\"id\":\"a\"}}",
     };
     for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
-        char *tok = make(JWT_ALG_HS256, SECRET, "%s", claims[i]);
+        char *tok = make_exp(JWT_ALG_HS256, SECRET, claims[i]);
         expect_refused(&cfg, tok, "token has no user claim 'sub'");
         sl_free(tok);
     }
@@ -301,10 +328,10 @@ static void test_jwt_missing_user_claim_is_refused(void **state)
 static void test_jwt_integer_sub_becomes_decimal(void **state)
 {
     sl_jwt_cfg_t cfg = cfg_for("HS256", SECRET);
-    char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":1234567890123}");
+    char *tok = make_exp(JWT_ALG_HS256, SECRET, "{\"sub\":1234567890123}");
     expect_user(&cfg, tok, "1234567890123");
     sl_free(tok);
-    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":-7}");
+    tok = make_exp(JWT_ALG_HS256, SECRET, "{\"sub\":-7}");
     expect_user(&cfg, tok, "-7");
     sl_free(tok);
 }
@@ -313,14 +340,14 @@ static void test_jwt_configured_user_claim_is_used(void **state)
 {
     sl_jwt_cfg_t cfg = cfg_for("HS256", SECRET);
     cfg.user_claim = (char *)"email";
-    char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"42\",\"email\":\"d@example.com\"}");
+    char *tok = make_exp(JWT_ALG_HS256, SECRET, "{\"sub\":\"42\",\"email\":\"d@example.com\"}");
     expect_user(&cfg, tok, "d@example.com");
     sl_free(tok);
-    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"42\"}");
+    tok = make_exp(JWT_ALG_HS256, SECRET, "{\"sub\":\"42\"}");
     expect_refused(&cfg, tok, "token has no usable configured user claim");
     sl_free(tok);
     cfg.user_claim = NULL; /* NULL means the default, "sub" */
-    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"42\"}");
+    tok = make_exp(JWT_ALG_HS256, SECRET, "{\"sub\":\"42\"}");
     expect_user(&cfg, tok, "42");
     sl_free(tok);
 }
@@ -329,7 +356,7 @@ static void test_jwt_issuer_must_match_when_configured(void **state)
 {
     sl_jwt_cfg_t cfg = cfg_for("HS256", SECRET);
     cfg.issuer = (char *)"https://idp.example";
-    char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"iss\":\"https://idp.example\"}");
+    char *tok = make_exp(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"iss\":\"https://idp.example\"}");
     expect_user(&cfg, tok, "a");
     sl_free(tok);
     const char *bad[] = {
@@ -339,7 +366,7 @@ static void test_jwt_issuer_must_match_when_configured(void **state)
         "{\"sub\":\"a\",\"iss\":[\"https://idp.example\"]}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        tok = make(JWT_ALG_HS256, SECRET, "%s", bad[i]);
+        tok = make_exp(JWT_ALG_HS256, SECRET, bad[i]);
         expect_refused(&cfg, tok, "token issuer not accepted");
         sl_free(tok);
     }
@@ -354,7 +381,7 @@ static void test_jwt_audience_string_or_array_must_contain_ours(void **state)
         "{\"sub\":\"a\",\"aud\":[\"other\",\"sluice\"]}",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        char *tok = make(JWT_ALG_HS256, SECRET, "%s", good[i]);
+        char *tok = make_exp(JWT_ALG_HS256, SECRET, good[i]);
         expect_user(&cfg, tok, "a");
         sl_free(tok);
     }
@@ -366,7 +393,7 @@ static void test_jwt_audience_string_or_array_must_contain_ours(void **state)
         "{\"sub\":\"a\",\"aud\":{\"sluice\":true}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *tok = make(JWT_ALG_HS256, SECRET, "%s", bad[i]);
+        char *tok = make_exp(JWT_ALG_HS256, SECRET, bad[i]);
         expect_refused(&cfg, tok, "token audience not accepted");
         sl_free(tok);
     }
@@ -487,7 +514,7 @@ static void test_jwt_other_type_or_crit_header_is_refused(void **state)
     expect_refused(&cfg, tok, "token has critical header extensions");
     sl_free(tok);
     /* typ is case-insensitive (RFC 7519 §5.1) and optional. */
-    tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\"}");
+    tok = make_exp(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\"}");
     expect_user(&cfg, tok, "a");
     sl_free(tok);
 }
@@ -560,8 +587,10 @@ static void test_jwt_token_over_8k_is_refused(void **state)
     for (size_t n = 5900; n < 6200 && !fits; n++) {
         memset(filler, 'x', n);
         filler[n] = '\0';
-        char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"f\":\"%s\"}", filler);
-        char *next = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"f\":\"%sx\"}", filler);
+        char *tok = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"exp\":%lld,\"f\":\"%s\"}",
+                         NOW + 600, filler);
+        char *next = make(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\",\"exp\":%lld,\"f\":\"%sx\"}",
+                          NOW + 600, filler);
         if (strlen(tok) <= 8192 && strlen(next) > 8192)
             fits = tok;
         else
@@ -606,7 +635,8 @@ int main(void)
         cmocka_unit_test(test_jwt_es256_signed_by_other_key_is_bad_signature),
         cmocka_unit_test(test_jwt_expired_beyond_leeway_is_refused),
         cmocka_unit_test(test_jwt_expired_within_leeway_is_accepted),
-        cmocka_unit_test(test_jwt_without_exp_is_accepted),
+        cmocka_unit_test(test_jwt_without_exp_is_refused),
+        cmocka_unit_test(test_jwt_without_exp_is_accepted_when_not_required),
         cmocka_unit_test(test_jwt_nbf_in_future_is_refused),
         cmocka_unit_test(test_jwt_non_numeric_times_are_refused),
         cmocka_unit_test(test_jwt_missing_user_claim_is_refused),

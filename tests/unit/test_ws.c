@@ -77,6 +77,7 @@ typedef struct peer {
     sl_ws_t *ws;
     int texts;
     int closes;
+    int frames; /* on_frame calls */
     uint16_t close_code;
     bool echo; /* answer each text from inside on_text */
 } peer_t;
@@ -99,7 +100,13 @@ static void on_close(void *ud, uint16_t code)
     p->close_code = code;
 }
 
-static const sl_ws_callbacks_t callbacks = {.on_text = on_text, .on_close = on_close};
+static void on_frame(void *ud)
+{
+    ((peer_t *)ud)->frames++;
+}
+
+static const sl_ws_callbacks_t callbacks = {
+    .on_text = on_text, .on_close = on_close, .on_frame = on_frame};
 
 static void peer_init(peer_t *p, size_t max_message)
 {
@@ -736,6 +743,64 @@ static void test_ws_our_close_then_peer_close_is_done(void **state)
     sl_buf_dispose(&in);
 }
 
+/* Keepalive (net/conn): our ping is an empty control frame; every whole frame the peer sends,
+ * a pong included, is reported, and a frame still arriving is not. */
+static void test_ws_ping_and_every_whole_frame_is_reported(void **state)
+{
+    (void)state;
+    peer_t p;
+    sl_buf_t in;
+    sl_buf_init(&in);
+    peer_init(&p, 1024);
+    sl_ws_ping(p.ws);
+    assert_int_equal(p.out.len, 2);
+    assert_memory_equal(p.out.data, "\x89\x00", 2);
+
+    put_frame(&in, FIN | OP_PONG, true, "", 0);
+    client(&in, OP_TEXT, "frag"); /* a fragment: a frame, not yet a message */
+    client(&in, FIN | OP_CONT, "ment");
+    client(&in, FIN | OP_PING, "hi");
+    assert_int_equal(sl_ws_feed(p.ws, in.data, in.len - 1), 0); /* the ping is not whole yet */
+    assert_int_equal(p.frames, 3);
+    assert_string_equal(p.log.data, "fragment;");
+    assert_int_equal(sl_ws_feed(p.ws, in.data + in.len - 1, 1), 0);
+    assert_int_equal(p.frames, 4);
+    assert_true(sl_ws_reading(p.ws));
+    peer_dispose(&p);
+    sl_buf_dispose(&in);
+}
+
+/* Reading ends with the peer's close (and with a failure), not with ours; a ping after any close
+ * is dropped. */
+static void test_ws_reading_ends_with_the_peer_close_and_pings_stop(void **state)
+{
+    (void)state;
+    peer_t p;
+    sl_buf_t in;
+    sl_buf_init(&in);
+    peer_init(&p, 1024);
+    sl_ws_close(p.ws, 1001, "idle timeout");
+    assert_true(sl_ws_reading(p.ws));
+    size_t len = p.out.len;
+    sl_ws_ping(p.ws);
+    assert_int_equal(p.out.len, len);
+    client_close(&in, 1001, "");
+    assert_int_equal(sl_ws_feed(p.ws, in.data, in.len), 0);
+    assert_int_equal(p.frames, 1);
+    assert_false(sl_ws_reading(p.ws));
+    assert_true(sl_ws_done(p.ws));
+    peer_dispose(&p);
+
+    peer_init(&p, 1024);
+    sl_buf_reset(&in);
+    put_frame(&in, FIN | OP_TEXT, false, "x", 1); /* unmasked: a violation */
+    assert_int_equal(sl_ws_feed(p.ws, in.data, in.len), SL_EINVAL);
+    assert_false(sl_ws_reading(p.ws));
+    assert_int_equal(p.frames, 0);
+    peer_dispose(&p);
+    sl_buf_dispose(&in);
+}
+
 static void test_ws_close_reason_is_cut_on_a_utf8_boundary(void **state)
 {
     (void)state;
@@ -781,6 +846,8 @@ int main(void)
         cmocka_unit_test(test_ws_send_from_on_text_goes_out_before_the_close_reply),
         cmocka_unit_test(test_ws_our_close_then_peer_close_is_done),
         cmocka_unit_test(test_ws_close_reason_is_cut_on_a_utf8_boundary),
+        cmocka_unit_test(test_ws_ping_and_every_whole_frame_is_reported),
+        cmocka_unit_test(test_ws_reading_ends_with_the_peer_close_and_pings_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

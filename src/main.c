@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "admin/admin.h"
-#include "admin/app.h"
+#include "server/app.h"
 #include "admin/cli.h"
 #include "admin/web.h"
 #include "config/config.h"
@@ -17,7 +17,7 @@
 #include "core/log.h"
 #include "dialect/dialect.h"
 #include "http/router.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "store/store.h"
 
 #define SLUICE_VERSION "0.1.0"

@@ -6,12 +6,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "admin/app.h"
-#include "admin/metrics.h"
+#include "server/app.h"
+#include "obs/metrics.h"
 #include "core/alloc.h"
 #include "core/tokens.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "policy/auth.h"
 #include "relay/breaker.h"
 #include "store/keys.h"

@@ -11,6 +11,7 @@
 #include "config/sections.h"
 #include "config/ytree.h"
 #include "core/alloc.h"
+#include "core/glob.h"
 #include "core/sha256.h"
 
 #define DEFAULT_TTFT_MS      200

@@ -245,7 +245,4 @@ void sl_config_unref(sl_config_t *c); /* NULL is a no-op; the last unref frees *
  * in file order that matches. NULL when none does. */
 const sl_model_cfg_t *sl_config_route(const sl_config_t *c, const char *model);
 
-/* Shell-style glob: '*' matches any run of characters (also empty), '?' one character. */
-bool sl_glob_match(const char *pattern, const char *s);
-
 #endif

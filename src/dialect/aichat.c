@@ -7,7 +7,7 @@
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "relay/relay.h"
 
 static const char *const id_fields[] = {"workspaceId", "projectId", "currentOrganizationId", NULL};

@@ -7,7 +7,7 @@
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "relay/relay.h"
 
 static void error_json(sl_conn_t *c, int status, const char *msg)

@@ -12,7 +12,7 @@
 #include "dialect/seed.h"
 #include "http/client_ip.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "relay/relay.h"
 #include "store/store.h"
 #include "upstream/http_json.h"

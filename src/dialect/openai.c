@@ -11,7 +11,7 @@
 #include "core/log.h"
 #include "dialect/dialect.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "policy/auth.h"
 #include "relay/relay.h"
 

@@ -11,7 +11,7 @@
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "relay/relay.h"
 #include "store/store.h"
 

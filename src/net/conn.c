@@ -6,12 +6,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "admin/metrics.h"
+#include "obs/metrics.h"
 #include "codec/ws.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/router.h"
-#include "net/worker.h"
+#include "server/worker.h"
 
 #define LINGER_MS       2000  /* how long an answered-but-unread upload is drained before close */
 #define MAX_BUFFERED_IN 65536 /* pipelined input held while a request is answered */

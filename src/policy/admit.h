@@ -12,7 +12,7 @@
 #include "config/config.h"
 #include "policy/budget.h"
 #include "policy/ratelimit.h"
-#include "store/redis.h"
+#include "policy/ratelimit_redis.h"
 
 typedef struct sl_admit {
     sl_limit_t limits[3];

@@ -1,7 +1,7 @@
 /* The process-wide token-bucket limiter (DESIGN §6): requests and tokens per minute for each
  * scope+id, shared by every worker. 64 stripes, each a mutex over its own hash table and
  * use-ordered list, so two workers only contend when their keys land on the same stripe.
- * The Lua script in store/redis.c does the same arithmetic; change both together. */
+ * The Lua script in policy/ratelimit_redis.c does the same arithmetic; change both together. */
 #include "policy/ratelimit.h"
 
 #include <inttypes.h>

@@ -4,18 +4,18 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "admin/app.h"
-#include "admin/metrics.h"
+#include "server/app.h"
+#include "obs/metrics.h"
 #include "core/alloc.h"
 #include "core/id.h"
 #include "core/log.h"
 #include "core/tokens.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "policy/admit.h"
 #include "relay/breaker.h"
 #include "store/keys.h"
-#include "store/redis.h"
+#include "policy/ratelimit_redis.h"
 #include "store/store.h"
 #include "upstream/provider.h"
 

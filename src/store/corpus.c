@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "store/corpus.h"
 #include "store/db.h"
+#include "store/db_sql.h"
 
 #define MAX_FILE  (8u << 20) /* larger files are skipped, with a warning */
 #define MAX_DEPTH 16

@@ -12,8 +12,10 @@
 
 #include "config/config.h"
 #include "core/alloc.h"
+#include "core/glob.h"
 #include "core/log.h"
 #include "store/db.h"
+#include "store/db_sql.h"
 
 #define SECRET_PREFIX "sk-sl-"
 #define SECRET_BYTES  ((size_t)24) /* 48 hex digits: 192 bits, beyond any guessing */

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/tokens.h"
 #include "store/db.h"
+#include "store/db_sql.h"
 
 /* How long a statement waits for another connection's write lock (an operator's sqlite3
  * shell, a backup, the keys command) before the batch is given up and counted as dropped. */

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "store/corpus.h"
 #include "store/db.h"
+#include "store/db_sql.h"
 #include "store/keys.h"
 #include "store/keyset.h"
 

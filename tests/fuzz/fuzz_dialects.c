@@ -23,7 +23,7 @@
 #include "http/request.h"
 #include "http/router.h"
 #include "net/conn.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "relay/relay.h"
 #include "store/store.h"
 #include "stub_db.h"

@@ -1,4 +1,4 @@
-/* config/glob (model-name globs) and store/keys (a key's comma-separated allowed globs),
+/* core/glob (model-name globs) and store/keys (a key's comma-separated allowed globs),
  * differentially against a plain backtracking matcher: '*' matches any run of characters, '?'
  * one UTF-8 character, anything else itself, byte for byte. sl_glob_match must agree with it on
  * every valid UTF-8 pattern and name (what YAML and JSON let through), and sl_key_models_allow
@@ -8,6 +8,7 @@
 #include "fuzz.h"
 
 #include "config/config.h"
+#include "core/glob.h"
 #include "store/keys.h"
 #include "stub_db.h"
 

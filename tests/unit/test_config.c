@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "core/glob.h"
 
 static sl_config_t *parse_ok(const char *yaml)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for admin/metrics: observations recorded on two shards, merged by one render, and
+/* Unit tests for obs/metrics: observations recorded on two shards, merged by one render, and
  * asserted line by line; concurrent writers against a scraper; promtool on the whole output. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "admin/metrics.h"
+#include "obs/metrics.h"
 #include "core/alloc.h"
 
 #define PROMTOOL_SCRIPT "tests/unit/promtool_check.sh"

@@ -1,4 +1,4 @@
-/* Unit tests for store/redis against a real redis-server on a free loopback port, started by
+/* Unit tests for policy/ratelimit_redis against a real redis-server on a free loopback port, started by
  * the group (with a password, so AUTH and SELECT run too) and killed and restarted by the
  * outage test. Answers are awaited by running the test's loop until a condition holds or a
  * deadline timer fires. */
@@ -23,7 +23,7 @@
 
 #include "core/alloc.h"
 #include "policy/ratelimit.h"
-#include "store/redis.h"
+#include "policy/ratelimit_redis.h"
 
 #define PASS        "sluice-test"
 #define DEADLINE_MS 5000

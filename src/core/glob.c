@@ -1,8 +1,7 @@
 /* Shell-style globs for model names: '*' and '?', counted in UTF-8 characters. */
-#include <stdbool.h>
-#include <stddef.h>
+#include "core/glob.h"
 
-#include "config/config.h"
+#include <stddef.h>
 
 /* One UTF-8 character on: '?' and '*' count characters, not bytes. */
 static const char *next_char(const char *s)

@@ -1,7 +1,7 @@
 /* Limits and budgets shared by several instances (DESIGN §6, §8): one hiredis async
  * connection per worker on the worker's loop, one Lua script doing policy/ratelimit.c's bucket
  * arithmetic atomically on Redis's clock, and a reconnect loop with backoff. */
-#include "store/redis.h"
+#include "policy/ratelimit_redis.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

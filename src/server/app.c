@@ -1,11 +1,11 @@
 /* Config generations and reload. */
-#include "admin/app.h"
+#include "server/app.h"
 
 #include <string.h>
 
 #include "core/log.h"
 #include "http/router.h"
-#include "net/worker.h"
+#include "server/worker.h"
 #include "policy/budget.h"
 #include "policy/ratelimit.h"
 #include "relay/breaker.h"

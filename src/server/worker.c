@@ -1,5 +1,5 @@
 /* Worker threads: accept, flush once per loop turn, drain on stop. */
-#include "net/worker.h"
+#include "server/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -8,14 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "admin/app.h"
-#include "admin/metrics.h"
+#include "server/app.h"
+#include "obs/metrics.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/router.h"
 #include "net/conn.h"
 #include "store/keys.h"
-#include "store/redis.h"
+#include "policy/ratelimit_redis.h"
 #include "store/store.h"
 #include "upstream/multi.h"
 

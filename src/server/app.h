@@ -2,8 +2,8 @@
  * current config generation. Reloading (SIGHUP or POST /admin/reload) builds a new immutable
  * config + router and hands one ref of each to every worker (DESIGN §2); a bad file is refused
  * with its error and the running config keeps serving. */
-#ifndef SL_ADMIN_APP_H
-#define SL_ADMIN_APP_H
+#ifndef SL_SERVER_APP_H
+#define SL_SERVER_APP_H
 #include <stdint.h>
 #include <uv.h>
 

@@ -1,6 +1,6 @@
 /* Prometheus metrics: per-worker shards of counters, gauges and histograms keyed by label tuple,
  * merged across workers and rendered as text exposition (0.0.4) when /metrics is scraped. */
-#include "admin/metrics.h"
+#include "obs/metrics.h"
 
 #include <math.h>
 #include <stdio.h>

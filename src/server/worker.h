@@ -1,8 +1,8 @@
 /* A worker thread: one libuv loop, one SO_REUSEPORT listener, one curl multi handle, and every
  * connection accepted on it, for life (DESIGN §2). Nothing here is shared with other workers
  * except the immutable config and router. */
-#ifndef SL_NET_WORKER_H
-#define SL_NET_WORKER_H
+#ifndef SL_SERVER_WORKER_H
+#define SL_SERVER_WORKER_H
 #include <stdbool.h>
 #include <uv.h>
 

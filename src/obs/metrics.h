@@ -2,8 +2,8 @@
  * mutex, merged at scrape time into Prometheus text exposition format (version 0.0.4).
  * Label values are bounded by config (dialect names, configured model patterns, provider
  * names), never taken raw from clients. */
-#ifndef SL_ADMIN_METRICS_H
-#define SL_ADMIN_METRICS_H
+#ifndef SL_OBS_METRICS_H
+#define SL_OBS_METRICS_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -4,8 +4,8 @@
  * If Redis goes away, calls fail fast with SL_EUNAVAIL so the caller falls back to the local
  * limiter; the connection is retried with backoff (100 ms doubling to 5 s) and the state is
  * logged on each change. */
-#ifndef SL_STORE_REDIS_H
-#define SL_STORE_REDIS_H
+#ifndef SL_POLICY_RATELIMIT_REDIS_H
+#define SL_POLICY_RATELIMIT_REDIS_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -94,8 +94,8 @@ FUZZ_SRC_ws            := src/codec/ws.c
 FUZZ_SRC_json_scan     := src/codec/json_scan.c
 FUZZ_SRC_openai_decode := src/upstream/openai_decode.c src/codec/openai_chunk.c src/codec/json_scan.c
 FUZZ_SRC_anthropic     := src/upstream/anthropic_codec.c src/codec/sse.c $(FUZZ_SRC_openai_decode)
-FUZZ_SRC_config        := src/config/config.c src/config/sections.c src/config/ytree.c \
-                          src/core/glob.c src/core/sha256.c src/http/client_ip.c
+FUZZ_SRC_config        := src/config/config.c src/config/routing.c src/config/sections.c \
+                          src/config/ytree.c src/core/glob.c src/core/sha256.c src/http/client_ip.c
 FUZZ_SRC_jwt           := src/policy/jwt.c
 FUZZ_SRC_glob          := src/core/glob.c src/store/keys.c src/core/sha256.c
 FUZZ_SRC_h1_url        := src/upstream/h1_url.c

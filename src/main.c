@@ -9,7 +9,6 @@
 #include <uv.h>
 
 #include "admin/admin.h"
-#include "server/app.h"
 #include "admin/cli.h"
 #include "admin/web.h"
 #include "config/config.h"
@@ -17,6 +16,7 @@
 #include "core/log.h"
 #include "dialect/dialect.h"
 #include "http/router.h"
+#include "server/app.h"
 #include "server/worker.h"
 #include "store/store.h"
 
@@ -26,8 +26,8 @@ static const sl_dialect_t *const dialects[] = {
     &sl_dialect_openai, &sl_dialect_chat, &sl_dialect_monoai, &sl_dialect_aichat, &sl_dialect_rag};
 
 typedef struct app {
-    sl_worker_t *workers;
-    int nworkers;
+    sl_worker_t **workers; /* owned: nalloc made, the first nworkers started */
+    int nworkers, nalloc;
     uv_signal_t sigterm, sigint, sighup;
     bool stopping;
     sl_app_t shared; /* what the admin endpoints see */
@@ -56,12 +56,13 @@ static sl_router_t *build_router(const sl_config_t *cfg)
             sl_buf_init(&prefix);
             sl_buf_puts(&prefix, d->prefix);
             sl_buf_puts(&prefix, *m);
-            sl_router_add(r, prefix.data, dialects[i]->routes, dialects[i]->nroutes);
+            sl_router_add(r, prefix.data, dialects[i]->routes, dialects[i]->nroutes,
+                          dialects[i]->route_error);
             sl_buf_dispose(&prefix);
         }
     }
-    sl_router_add(r, "", sl_admin_routes, sl_admin_nroutes);
-    sl_router_add(r, "", sl_web_routes, sl_web_nroutes);
+    sl_router_add(r, "", sl_admin_routes, sl_admin_nroutes, NULL);
+    sl_router_add(r, "", sl_web_routes, sl_web_nroutes, NULL);
     return r;
 }
 
@@ -85,7 +86,7 @@ static void on_signal(uv_signal_t *s, int signum)
     sl_log(SL_LOG_INFO, "%s: draining (up to the configured drain time), then exiting",
            strsignal(signum));
     for (int i = 0; i < app->nworkers; i++)
-        sl_worker_stop(&app->workers[i]);
+        sl_worker_stop(app->workers[i]);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
@@ -122,24 +123,27 @@ static int start_workers(app_t *app, sl_config_t *cfg, sl_router_t *router, sl_s
 {
     int n = cfg->workers > 0 ? cfg->workers : (int)uv_available_parallelism();
     app->workers = sl_calloc((size_t)n, sizeof *app->workers);
+    for (int i = 0; i < n; i++)
+        app->workers[i] = sl_worker_new();
+    app->nalloc = n;
     app->shared.workers = app->workers;
     app->shared.store = store;
     int port = cfg->listen_port, ops_port = cfg->metrics_listen_port;
     sl_router_t *ops = NULL;
     if (cfg->metrics && cfg->metrics_listen_host) {
         ops = sl_router_new();
-        sl_router_add(ops, "", sl_admin_ops_routes, sl_admin_nops_routes);
+        sl_router_add(ops, "", sl_admin_ops_routes, sl_admin_nops_routes, NULL);
     }
     for (int i = 0; i < n; i++) {
         int fd, bound;
         /* The first bind resolves port 0; the others join that port (SO_REUSEPORT). */
         if (sl_worker_listen_fd(cfg->listen_host, port, &fd, &bound) != 0 ||
-            (ops && listen_ops(&app->workers[i], cfg, ops, &ops_port) != 0)) {
+            (ops && listen_ops(app->workers[i], cfg, ops, &ops_port) != 0)) {
             sl_router_unref(ops);
             return SL_ECONFIG;
         }
         port = bound;
-        if (sl_worker_start(&app->workers[i], i, fd, cfg, router, store, &app->shared) != 0) {
+        if (sl_worker_start(app->workers[i], i, fd, cfg, router, store, &app->shared) != 0) {
             sl_router_unref(ops);
             return SL_EINTERNAL;
         }
@@ -222,16 +226,18 @@ int main(int argc, char **argv)
     int rc = start_workers(&app, cfg, router, store);
     if (rc != 0) {
         for (int i = 0; i < app.nworkers; i++)
-            sl_worker_stop(&app.workers[i]);
+            sl_worker_stop(app.workers[i]);
         uv_close((uv_handle_t *)&app.sigterm, NULL);
         uv_close((uv_handle_t *)&app.sigint, NULL);
         uv_close((uv_handle_t *)&app.sighup, NULL);
     }
     uv_run(loop, UV_RUN_DEFAULT);
     for (int i = 0; i < app.nworkers; i++)
-        sl_worker_join(&app.workers[i]);
+        sl_worker_join(app.workers[i]);
     (void)uv_loop_close(loop);
     sl_store_stop(store); /* after the workers: every usage record is queued by now */
+    for (int i = 0; i < app.nalloc; i++)
+        sl_worker_free(app.workers[i]);
     sl_free(app.workers);
     sl_app_dispose(&app.shared);
     sl_router_unref(router);

@@ -6,14 +6,15 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/app.h"
-#include "obs/metrics.h"
 #include "core/alloc.h"
+#include "core/ctx.h"
 #include "core/tokens.h"
 #include "net/conn.h"
-#include "server/worker.h"
+#include "obs/metrics.h"
 #include "policy/auth.h"
 #include "relay/breaker.h"
+#include "server/app.h"
+#include "server/worker.h"
 #include "store/keys.h"
 #include "store/store.h"
 
@@ -32,7 +33,7 @@ static void healthz(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
  * balancer stops sending before the connections close. */
 static void readyz(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t *m)
 {
-    if (c->w->draining)
+    if (sl_conn_ctx(c)->draining)
         json(c, 503, "{\"status\":\"draining\"}");
     else
         json(c, 200, "{\"status\":\"ready\"}");
@@ -42,19 +43,19 @@ static void readyz(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t
  * issued ones included (as a dialect's default auth does). */
 static sl_metrics_auth_t metrics_auth(sl_conn_t *c)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     if (cfg->metrics_auth != SL_METRICS_AUTH_DEFAULT)
         return cfg->metrics_auth;
     if (cfg->nadmin_keys)
         return SL_METRICS_AUTH_ADMIN;
-    const struct sl_keyset *ks = sl_worker_keys(c->w);
+    const struct sl_keyset *ks = sl_auth_keys(sl_conn_ctx(c));
     return cfg->nkeys || (ks && sl_keyset_count(ks)) ? SL_METRICS_AUTH_KEY : SL_METRICS_AUTH_NONE;
 }
 
 /* Answers 401/403 itself (OpenAI-shaped) when the caller may not read the metrics. */
 static bool metrics_allowed(sl_conn_t *c, const sl_http_req_t *hr)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     sl_metrics_auth_t mode = metrics_auth(c);
     if (mode == SL_METRICS_AUTH_NONE || sl_auth_is_admin(cfg, hr))
         return true;
@@ -73,7 +74,8 @@ static bool metrics_allowed(sl_conn_t *c, const sl_http_req_t *hr)
     }
     sl_identity_t id;
     const char *why = NULL;
-    bool valid = sl_auth_admit(cfg, SL_AUTH_KEY, hr, NULL, sl_worker_keys(c->w), &id, &why) == 0;
+    bool valid =
+        sl_auth_admit(cfg, SL_AUTH_KEY, hr, NULL, sl_auth_keys(sl_conn_ctx(c)), &id, &why) == 0;
     sl_identity_dispose(&id);
     if (valid && mode == SL_METRICS_AUTH_KEY)
         return true;
@@ -89,13 +91,13 @@ static bool metrics_allowed(sl_conn_t *c, const sl_http_req_t *hr)
 
 static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t *m)
 {
-    sl_app_t *app = c->w->app;
-    if (!c->w->cfg->metrics || !app) {
+    sl_app_t *app = sl_conn_ctx(c)->app;
+    if (!sl_conn_ctx(c)->cfg->metrics || !app) {
         sl_conn_respond_error(c, 404, "invalid_request_error", "metrics_disabled", NULL,
                               "metrics are disabled (observability.metrics: false)", NULL);
         return;
     }
-    if (c->w->ops_router && !c->ops) {
+    if (sl_conn_ctx(c)->ops_router && !sl_conn_is_ops(c)) {
         sl_conn_respond_error(c, 404, "invalid_request_error", "not_found", NULL,
                               "metrics are served on their own listener "
                               "(observability.metrics.listen)",
@@ -107,7 +109,7 @@ static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
     sl_metrics_t *shards[256];
     size_t n = 0;
     for (int i = 0; i < app->nworkers && n < 256; i++)
-        shards[n++] = app->workers[i].metrics;
+        shards[n++] = sl_worker_ctx(app->workers[i])->metrics;
     sl_metrics_process_t p = {
         .reloads_ok = __atomic_load_n(&app->reloads_ok, __ATOMIC_RELAXED),
         .reloads_failed = __atomic_load_n(&app->reloads_failed, __ATOMIC_RELAXED),
@@ -119,7 +121,7 @@ static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
     sl_buf_init(&out);
     sl_metrics_render(shards, n, &p, &out);
     /* The breakers are the process's, not a worker's: rendered from the one table. */
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const char *providers[256];
     size_t np = 0;
     for (size_t i = 0; i < cfg->nproviders && np < 256; i++)
@@ -135,7 +137,7 @@ static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
 /* Admin keys only (DESIGN §6): none configured means the admin API is off. */
 static bool admin_ok(sl_conn_t *c, const sl_http_req_t *hr)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const char *h = sl_http_req_header(hr, "authorization");
     if (!cfg->nadmin_keys) {
         sl_conn_respond_error(c, 403, "invalid_request_error", "admin_disabled", NULL,
@@ -201,11 +203,11 @@ static void reload(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t
         return;
     reload_job_t *j = sl_calloc(1, sizeof *j);
     j->c = c;
-    j->app = c->w->app;
+    j->app = sl_conn_ctx(c)->app;
     j->work.data = j;
     sl_buf_init(&j->err);
     sl_conn_set_hooks(c, &job_hooks, j);
-    if (uv_queue_work(&c->w->loop, &j->work, reload_work, reload_done) != 0) {
+    if (uv_queue_work(&sl_conn_ctx(c)->loop, &j->work, reload_work, reload_done) != 0) {
         sl_conn_set_hooks(c, NULL, NULL);
         sl_free(j);
         sl_conn_respond_error(c, 503, "server_error", "busy", NULL, "cannot reload right now",
@@ -279,7 +281,7 @@ static void usage(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
 {
     if (!admin_ok(c, hr))
         return;
-    if (!c->w->store) {
+    if (!sl_conn_ctx(c)->store) {
         sl_conn_respond_error(c, 503, "server_error", NULL, NULL, "no store", NULL);
         return;
     }
@@ -299,7 +301,7 @@ static void usage(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
         u->c = c;
         sl_conn_set_hooks(c, &usage_hooks, u);
         /* The op copies the strings: the buffers can go now. */
-        u->op = sl_store_usage_query(c->w->store, &q, on_usage, u);
+        u->op = sl_store_usage_query(sl_conn_ctx(c)->store, &q, on_usage, u);
     }
     sl_buf_dispose(&key), sl_buf_dispose(&user), sl_buf_dispose(&model);
     sl_buf_dispose(&group), sl_buf_dispose(&t);

@@ -466,8 +466,8 @@ static int parse_metrics(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c)
     if (rc == 0 && (f = sl_ytree_get(t, v, "auth")))
         rc = parse_metrics_auth(t, f, c);
     if (rc == 0 && (f = sl_ytree_get(t, v, "listen")))
-        rc = sl_cfgsec_host_port(t, f, "metrics.listen", &c->metrics_listen_host,
-                                 &c->metrics_listen_port);
+        rc = sl_ytree_host_port(t, f, "metrics.listen", &c->metrics_listen_host,
+                                &c->metrics_listen_port);
     return rc;
 }
 

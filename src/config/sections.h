@@ -21,10 +21,6 @@ SL_MUST_CHECK int sl_cfgsec_cors(sl_ytree_t *t, const yaml_node_t *v, sl_config_
 SL_MUST_CHECK int sl_cfgsec_retry(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c);
 SL_MUST_CHECK int sl_cfgsec_observability(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c);
 SL_MUST_CHECK int sl_cfgsec_trusted_proxies(sl_ytree_t *t, const yaml_node_t *v, sl_config_t *c);
-/* "host:port" (port 0..65535; 0 = any free one) into *host (replaced) and *port (config.c,
- * beside listen:). */
-SL_MUST_CHECK int sl_cfgsec_host_port(sl_ytree_t *t, const yaml_node_t *v, const char *what,
-                                      char **host, int *port);
 /* true or false, nothing else. */
 SL_MUST_CHECK int sl_cfgsec_bool(sl_ytree_t *t, const yaml_node_t *v, const char *what, bool *out);
 /* Resolves defaults that depend on several sections (auth modes); errors point at ctx nodes. */

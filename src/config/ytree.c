@@ -402,3 +402,83 @@ int sl_ytree_size(sl_ytree_t *t, const yaml_node_t *n, const char *what, size_t 
     sl_buf_dispose(&b);
     return rc;
 }
+
+/* ---- counts and value shapes the schema shares ---- */
+
+size_t sl_ytree_map_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+size_t sl_ytree_seq_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static bool is_host_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '-' || ch == '_';
+}
+
+int sl_ytree_host_port(sl_ytree_t *t, const yaml_node_t *v, const char *what, char **host,
+                       int *port)
+{
+    char *s = NULL;
+    int rc = sl_ytree_str(t, v, what, &s);
+    if (rc != 0)
+        return rc;
+    char *colon = strrchr(s, ':');
+    size_t hlen = colon ? (size_t)(colon - s) : 0;
+    uint64_t n = 0;
+    bool host_ok = hlen > 0;
+    for (size_t i = 0; i < hlen; i++)
+        host_ok = host_ok && is_host_char(s[i]);
+    if (!host_ok || !sl_ytree_parse_uint(colon + 1, &n)) {
+        rc = sl_ytree_error(t, v, "%s: expected host:port, like 127.0.0.1:8080", what);
+    } else if (n > 65535) {
+        rc = sl_ytree_error(t, v, "%s: the port must be from 0 to 65535", what);
+    } else {
+        sl_free(*host);
+        *host = sl_strndup(s, hlen);
+        *port = (int)n;
+    }
+    sl_free(s);
+    return rc;
+}
+
+/* Names show up in logs and metrics labels, so they stay plain. */
+bool sl_ytree_is_plain_name(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!is_host_char(*s))
+            return false;
+    return true;
+}
+
+/* A value that must be there: an empty one (often an empty ${VAR}) would match nothing or
+ * worse, so it is refused. */
+int sl_ytree_nonempty(sl_ytree_t *t, const yaml_node_t *v, const char *what, char **out)
+{
+    int rc = sl_ytree_str(t, v, what, out);
+    if (rc == 0 && !**out)
+        rc = sl_ytree_error(t, v, "%s: must not be empty", what);
+    return rc;
+}
+
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* A key is compared byte for byte and clients' tokens arrive trimmed, so whitespace at either
+ * end (a secret file's final newline, say) would make it silently unusable. */
+int sl_ytree_secret(sl_ytree_t *t, const yaml_node_t *v, const char *what, char **out)
+{
+    int rc = sl_ytree_nonempty(t, v, what, out);
+    if (rc == 0 && (is_space((*out)[0]) || is_space((*out)[strlen(*out) - 1])))
+        rc = sl_ytree_error(t, v, "%s: starts or ends with a space or line break", what);
+    return rc;
+}

@@ -1,5 +1,6 @@
 /* Typed, strict reads from a libyaml document tree, with errors as "name:line:col: message".
- * Private to src/config: the schema in config.c is written in terms of these. */
+ * Private to src/config: the schema (config.c, routing.c, sections.c) is written in terms of
+ * these. */
 #ifndef SL_CONFIG_YTREE_H
 #define SL_CONFIG_YTREE_H
 #include <stdbool.h>
@@ -47,6 +48,11 @@ SL_MUST_CHECK int sl_ytree_check_seq(sl_ytree_t *t, const yaml_node_t *n, const 
 
 /* Whole decimal number, digits only (no sign, no spaces); false when malformed or too big. */
 bool sl_ytree_parse_uint(const char *s, uint64_t *out);
+/* Pairs in mapping n, items in sequence n. */
+size_t sl_ytree_map_len(const yaml_node_t *n);
+size_t sl_ytree_seq_len(const yaml_node_t *n);
+/* Non-empty, and only letters, digits, '_', '-' and '.' (names shown in logs and labels). */
+bool sl_ytree_is_plain_name(const char *s);
 
 /* Scalar reads. Each expands ${NAME} from the environment first (an unset variable is an
  * error), then checks the type; what (usually the key) starts the message. */
@@ -63,5 +69,16 @@ SL_MUST_CHECK int sl_ytree_duration(sl_ytree_t *t, const yaml_node_t *n, const c
                                     uint64_t *ms);
 /* Bytes: 1024, 512KiB, 4MiB, 1GiB, 10KB, 2MB, 1GB, 100B; at least 1. */
 SL_MUST_CHECK int sl_ytree_size(sl_ytree_t *t, const yaml_node_t *n, const char *what, size_t *out);
+/* A string that must not be empty (an empty ${VAR} is refused); *out as sl_ytree_str's. */
+SL_MUST_CHECK int sl_ytree_nonempty(sl_ytree_t *t, const yaml_node_t *n, const char *what,
+                                    char **out);
+/* A non-empty string without a space or line break at either end (keys compared byte for
+ * byte); *out as sl_ytree_str's. */
+SL_MUST_CHECK int sl_ytree_secret(sl_ytree_t *t, const yaml_node_t *n, const char *what,
+                                  char **out);
+/* "host:port" (port 0..65535; 0 = any free one) into *host (replaced, owned by the caller) and
+ * *port. */
+SL_MUST_CHECK int sl_ytree_host_port(sl_ytree_t *t, const yaml_node_t *n, const char *what,
+                                     char **host, int *port);
 
 #endif

@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/ctx.h"
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "net/conn.h"
-#include "server/worker.h"
 #include "relay/relay.h"
 
 static const char *const id_fields[] = {"workspaceId", "projectId", "currentOrganizationId", NULL};
@@ -15,9 +15,29 @@ static const char *const id_fields[] = {"workspaceId", "projectId", "currentOrga
 /* NestJS's error shape. */
 static void nest_error(sl_conn_t *c, int status, const char *msg)
 {
+    const char *name = status == 401   ? "Unauthorized"
+                       : status == 404 ? "Not Found"
+                       : status == 405 ? "Method Not Allowed"
+                                       : "Bad Request";
     sl_seed_json(c, status,
-                 json_pack("{s:i, s:s, s:s}", "statusCode", status, "message", msg, "error",
-                           status == 401 ? "Unauthorized" : "Bad Request"));
+                 json_pack("{s:i, s:s, s:s}", "statusCode", status, "message", msg, "error", name));
+}
+
+/* A path under the dialect's mounts that no route answers, worded as NestJS words it
+ * ("Cannot GET /path"). */
+static void route_error(sl_conn_t *c, int err, const char *allow)
+{
+    const sl_http_req_t *hr = sl_conn_request(c);
+    size_t len;
+    const char *path = sl_http_req_path(hr, &len);
+    sl_buf_t msg;
+    sl_buf_init(&msg);
+    sl_buf_printf(&msg, "Cannot %s %.*s", sl_http_req_method(hr), (int)(len < 256 ? len : 256),
+                  path);
+    if (allow)
+        sl_buf_puts(sl_conn_head_extra(c), allow);
+    nest_error(c, sl_err_status(err), msg.data);
+    sl_buf_dispose(&msg);
 }
 
 /* ---- encoder: each event carries an id, so a reconnect says where it was ---- */
@@ -63,7 +83,7 @@ static const sl_dialect_enc_t enc = {
 /* The fields of seed 003's ChatRequestDto, from a JSON body or from query parameters. */
 static void start(sl_conn_t *c, sl_identity_t *who, json_t *f)
 {
-    const sl_dialect_cfg_t *d = &c->w->cfg->dialects[SL_DIALECT_AICHAT];
+    const sl_dialect_cfg_t *d = &sl_conn_ctx(c)->cfg->dialects[SL_DIALECT_AICHAT];
     json_t *history = json_object_get(f, "history");
     const char *sid = json_string_value(json_object_get(f, "sessionId"));
     sl_chat_req_t req = {0};
@@ -105,11 +125,11 @@ static const char *check(json_t *f)
 static void handle(sl_conn_t *c, const sl_http_req_t *hr, json_t *fields, const char *bad,
                    const char *token)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     sl_identity_t who;
     const char *why;
-    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_AICHAT].auth, hr, token, sl_worker_keys(c->w),
-                      &who, &why) != 0) {
+    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_AICHAT].auth, hr, token,
+                      sl_auth_keys(sl_conn_ctx(c)), &who, &why) != 0) {
         nest_error(c, 401, why);
     } else if (bad || (bad = check(fields))) {
         nest_error(c, 400, bad);
@@ -167,4 +187,5 @@ const sl_dialect_t sl_dialect_aichat = {
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],
+    .route_error = route_error,
 };

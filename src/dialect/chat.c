@@ -4,15 +4,23 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/ctx.h"
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "net/conn.h"
-#include "server/worker.h"
 #include "relay/relay.h"
 
 static void error_json(sl_conn_t *c, int status, const char *msg)
 {
     sl_seed_json(c, status, json_pack("{s:s}", "error", msg));
+}
+
+/* A path under the dialect's mounts that no route answers, in the seed's shape. */
+static void route_error(sl_conn_t *c, int err, const char *allow)
+{
+    if (allow)
+        sl_buf_puts(sl_conn_head_extra(c), allow);
+    error_json(c, sl_err_status(err), sl_strerror(err));
 }
 
 /* ---- streaming: start, chunk..., end | error ---- */
@@ -91,11 +99,11 @@ static const sl_dialect_enc_t enc_whole = {
 
 static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool stream)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const sl_dialect_cfg_t *d = &cfg->dialects[SL_DIALECT_CHAT];
     sl_identity_t who;
     const char *why;
-    if (sl_auth_admit(cfg, d->auth, hr, NULL, sl_worker_keys(c->w), &who, &why) != 0) {
+    if (sl_auth_admit(cfg, d->auth, hr, NULL, sl_auth_keys(sl_conn_ctx(c)), &who, &why) != 0) {
         error_json(c, 401, why);
         return;
     }
@@ -148,4 +156,5 @@ const sl_dialect_t sl_dialect_chat = {
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],
+    .route_error = route_error,
 };

@@ -14,6 +14,9 @@ typedef struct sl_dialect {
     const char *const *mounts;
     const sl_route_t *routes;
     size_t nroutes;
+    /* Answers what falls under its mounts and matches no route (404/405), in its own error
+     * shape; NULL = the OpenAI shape. */
+    sl_route_error_fn route_error;
 } sl_dialect_t;
 
 extern const sl_dialect_t sl_dialect_openai;

@@ -2,25 +2,33 @@
  * variants that answer JSON or, with Accept: text/event-stream, SSE), WebSocket /model/ws and
  * /agent/{name}/ws, /validate-user and /rate-limit/stats. Agents are presets from config; users
  * are checked against an allow-list or the seed's user validator, called over HTTP. */
-#include <pthread.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/ctx.h"
 #include "core/log.h"
 #include "core/tokens.h"
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "http/client_ip.h"
 #include "net/conn.h"
-#include "server/worker.h"
 #include "relay/relay.h"
 #include "store/store.h"
 #include "upstream/http_json.h"
+#include "upstream/upstream.h"
 
 /* FastAPI answers errors as {"detail": ...}; the seed's clients also read "error". */
 static void error_json(sl_conn_t *c, int status, const char *msg)
 {
     sl_seed_json(c, status, json_pack("{s:s, s:s}", "detail", msg, "error", msg));
+}
+
+/* A path under the dialect's mounts that no route answers, worded as FastAPI words it. */
+static void route_error(sl_conn_t *c, int err, const char *allow)
+{
+    if (allow)
+        sl_buf_puts(sl_conn_head_extra(c), allow);
+    error_json(c, sl_err_status(err), err == SL_EMETHOD ? "Method Not Allowed" : "Not Found");
 }
 
 static json_t *error_obj(const char *msg)
@@ -207,9 +215,6 @@ typedef struct user_cache {
     cache_slot_t slot[CACHE_SLOTS];
 } user_cache_t;
 
-static pthread_key_t cache_key; /* written once under cache_once, read-only afterwards */
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-
 static void cache_clear(user_cache_t *uc)
 {
     for (size_t i = 0; i < CACHE_SLOTS; i++) {
@@ -227,19 +232,13 @@ static void cache_free(void *p)
     sl_free(uc);
 }
 
-static void cache_key_init(void)
-{
-    if (pthread_key_create(&cache_key, cache_free) != 0)
-        SL_ASSERT(!"pthread_key_create");
-}
+_Static_assert(SL_DIALECT_MONOAI < SL_CTX_SLOTS, "a context slot per dialect");
 
-/* This worker's cache of url's answers, made on first use. sl_worker_t has no slot for dialect
- * state, but a worker is one thread for life: a thread-specific value is a per-worker one,
- * freed by the key's destructor when the thread ends, never shared between workers. */
-static user_cache_t *worker_cache(const char *url)
+/* This thread's cache of url's answers, in the dialect's slot of the thread's context: made on
+ * first use, freed with the thread, never shared between workers. */
+static user_cache_t *worker_cache(sl_ctx_t *x, const char *url)
 {
-    (void)pthread_once(&cache_once, cache_key_init); /* fails only on misuse of the once */
-    user_cache_t *uc = pthread_getspecific(cache_key);
+    user_cache_t *uc = x->slot[SL_DIALECT_MONOAI];
     if (uc && strcmp(uc->url, url) != 0) {
         cache_clear(uc); /* answers from another validator say nothing now */
         sl_free(uc->url);
@@ -248,26 +247,26 @@ static user_cache_t *worker_cache(const char *url)
     if (!uc) {
         uc = sl_calloc(1, sizeof *uc);
         uc->url = sl_strdup(url);
-        if (pthread_setspecific(cache_key, uc) != 0)
-            SL_ASSERT(!"pthread_setspecific");
+        x->slot[SL_DIALECT_MONOAI] = uc;
+        x->free_slot[SL_DIALECT_MONOAI] = cache_free;
     }
     return uc;
 }
 
-static cache_slot_t *cache_slot(const sl_config_t *cfg, const char *user)
+static cache_slot_t *cache_slot(sl_conn_t *c, const sl_config_t *cfg, const char *user)
 {
     if (!cfg->user_validator_cache_ms || strlen(user) >= CACHE_MAX_ID)
         return NULL;
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const char *p = user; *p; p++)
         h = (h ^ (uint8_t)*p) * 16777619u;
-    return &worker_cache(cfg->user_validator_url)->slot[h & (CACHE_SLOTS - 1)];
+    return &worker_cache(sl_conn_ctx(c), cfg->user_validator_url)->slot[h & (CACHE_SLOTS - 1)];
 }
 
 static bool cache_get(sl_conn_t *c, const sl_config_t *cfg, const char *user, answer_t *out)
 {
-    cache_slot_t *s = cache_slot(cfg, user);
-    if (!s || !s->user || strcmp(s->user, user) != 0 || uv_now(&c->w->loop) >= s->expires)
+    cache_slot_t *s = cache_slot(c, cfg, user);
+    if (!s || !s->user || strcmp(s->user, user) != 0 || uv_now(&sl_conn_ctx(c)->loop) >= s->expires)
         return false;
     out->verdict = s->valid ? USER_VALID : USER_INVALID;
     out->normalized = s->normalized ? sl_strdup(s->normalized) : NULL;
@@ -277,7 +276,7 @@ static bool cache_get(sl_conn_t *c, const sl_config_t *cfg, const char *user, an
 /* Keeps a validator's verdict; "unavailable" is never kept (the next request asks again). */
 static void cache_put(sl_conn_t *c, const sl_config_t *cfg, const char *user, const answer_t *a)
 {
-    cache_slot_t *s = a->verdict != USER_UNAVAILABLE ? cache_slot(cfg, user) : NULL;
+    cache_slot_t *s = a->verdict != USER_UNAVAILABLE ? cache_slot(c, cfg, user) : NULL;
     if (!s)
         return;
     sl_free(s->user);
@@ -285,13 +284,13 @@ static void cache_put(sl_conn_t *c, const sl_config_t *cfg, const char *user, co
     s->user = sl_strdup(user);
     s->normalized = a->normalized ? sl_strdup(a->normalized) : NULL;
     s->valid = a->verdict == USER_VALID;
-    s->expires = uv_now(&c->w->loop) + cfg->user_validator_cache_ms;
+    s->expires = uv_now(&sl_conn_ctx(c)->loop) + cfg->user_validator_cache_ms;
 }
 
 /* The verdict when it is known now (no validator, or a cached answer); false: ask. */
 static bool check_now(sl_conn_t *c, const char *user, answer_t *out)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     *out = (answer_t){.verdict = USER_VALID};
     if (!cfg->user_validator_url) {
         out->verdict = user_allowed(cfg, user) ? USER_VALID : USER_INVALID;
@@ -382,7 +381,7 @@ static void ws_error(sl_conn_t *c, const char *msg)
  * where it also ends the exchange begun to wait for the validator. */
 static void refuse(sl_conn_t *c, int status, const char *detail, const char *why)
 {
-    if (!c->ws) {
+    if (!sl_conn_is_ws(c)) {
         sl_seed_json(c, status, json_pack("{s:s, s:s}", "detail", detail, "error", why));
         return;
     }
@@ -391,7 +390,7 @@ static void refuse(sl_conn_t *c, int status, const char *detail, const char *why
     sl_buf_puts(&msg, detail);
     if (strcmp(detail, why) != 0)
         sl_buf_printf(&msg, ": %s", why);
-    if (!c->ws_busy) {
+    if (!sl_conn_ws_busy(c)) {
         ws_error(c, msg.data);
     } else {
         json_t *obj = error_obj(msg.data);
@@ -420,7 +419,7 @@ static void go_on(sl_conn_t *c, const sl_config_t *cfg, const prompt_t *p, sl_id
     } else {
         prompt_t q = *p;
         q.user_id = a->normalized ? a->normalized : p->user_id;
-        if (c->ws && !c->ws_busy)
+        if (sl_conn_is_ws(c) && !sl_conn_ws_busy(c))
             sl_conn_ws_begin(c);
         start(c, cfg, &q, who, true, enc);
     }
@@ -469,10 +468,10 @@ static void ask(job_t *j)
     sl_buf_puts(&body, "\"}");
     const sl_http_json_opts_t opts = {.timeout_ms = VALIDATOR_TIMEOUT_MS,
                                       .max_body = VALIDATOR_MAX_BODY};
-    int err = sl_http_json_post(c->w->multi, j->cfg->user_validator_url, body.data, &opts,
-                                on_answer, j, &j->call);
+    int err = sl_http_json_post(sl_conn_ctx(c)->upstream->multi, j->cfg->user_validator_url,
+                                body.data, &opts, on_answer, j, &j->call);
     sl_buf_dispose(&body);
-    if (c->ws)
+    if (sl_conn_is_ws(c))
         sl_conn_ws_begin(c);
     if (err == 0) {
         sl_conn_set_hooks(c, &job_hooks, j);
@@ -492,13 +491,13 @@ static void check_user(sl_conn_t *c, const prompt_t *p, sl_identity_t *who,
 {
     answer_t a;
     if (check_now(c, p->user_id, &a)) {
-        go_on(c, c->w->cfg, p, who, enc, &a);
+        go_on(c, sl_conn_ctx(c)->cfg, p, who, enc, &a);
         sl_free(a.normalized);
         return;
     }
     job_t *j = sl_calloc(1, sizeof *j);
     j->c = c;
-    j->cfg = sl_config_ref(c->w->cfg);
+    j->cfg = sl_config_ref(sl_conn_ctx(c)->cfg);
     j->enc = enc;
     j->prompt = p->prompt ? sl_strdup(p->prompt) : NULL;
     j->user = sl_strdup(p->user_id);
@@ -512,10 +511,10 @@ static void check_user(sl_conn_t *c, const prompt_t *p, sl_identity_t *who,
 
 static bool admit(sl_conn_t *c, const sl_http_req_t *hr, sl_identity_t *who)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const char *why;
-    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_MONOAI].auth, hr, NULL, sl_worker_keys(c->w),
-                      who, &why) == 0)
+    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_MONOAI].auth, hr, NULL,
+                      sl_auth_keys(sl_conn_ctx(c)), who, &why) == 0)
         return true;
     error_json(c, 401, why);
     return false;
@@ -529,7 +528,7 @@ static void handle_http(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_ma
     if (!admit(c, hr, &who))
         return;
     prompt_t p = {0};
-    if (agent && !(p.agent = find_agent(c->w->cfg, m))) {
+    if (agent && !(p.agent = find_agent(sl_conn_ctx(c)->cfg, m))) {
         error_json(c, 404, "agent not found");
         sl_identity_dispose(&who);
         return;
@@ -583,12 +582,12 @@ typedef struct ws_session {
 static void ws_message(sl_conn_t *c, void *ud, const char *msg, size_t len)
 {
     ws_session_t *ws = ud;
-    if (c->ws_busy) {
+    if (sl_conn_ws_busy(c)) {
         ws_error(c, "a response is still streaming: send the next prompt after 'complete'");
         return;
     }
     prompt_t p = {0};
-    if (ws->agent && !(p.agent = sl_config_agent(c->w->cfg, ws->agent))) {
+    if (ws->agent && !(p.agent = sl_config_agent(sl_conn_ctx(c)->cfg, ws->agent))) {
         ws_error(c, "agent not found");
         sl_conn_ws_close(c, 1008, "agent not found");
         return;
@@ -637,7 +636,7 @@ static void upgrade(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
         return;
     }
     /* An unknown agent is told at once, in the socket's own terms (an error message). */
-    if (agent && !sl_config_agent(c->w->cfg, ws->agent)) {
+    if (agent && !sl_config_agent(sl_conn_ctx(c)->cfg, ws->agent)) {
         ws_error(c, "agent not found");
         sl_conn_ws_close(c, 1008, "agent not found");
     }
@@ -728,7 +727,7 @@ static void on_stats(void *ud, int err, const sl_user_stats_t *rows, size_t n)
 static bool stats_scope(sl_conn_t *c, const sl_http_req_t *hr, char **key_name)
 {
     *key_name = NULL;
-    if (sl_auth_is_admin(c->w->cfg, hr))
+    if (sl_auth_is_admin(sl_conn_ctx(c)->cfg, hr))
         return true;
     sl_identity_t who;
     if (!admit(c, hr, &who))
@@ -748,7 +747,7 @@ static void stats(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
     if (!stats_scope(c, hr, &key_name))
         return;
     stats_wait_t *s = NULL;
-    if (!c->w->store) {
+    if (!sl_conn_ctx(c)->store) {
         error_json(c, 503, "usage statistics are unavailable");
     } else if (m->param && m->param_len >= sizeof s->user) {
         error_json(c, 400, "user id too long");
@@ -759,8 +758,8 @@ static void stats(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
         if (s->one)
             memcpy(s->user, m->param, m->param_len);
         sl_conn_set_hooks(c, &stats_hooks, s);
-        s->op = sl_store_user_stats_key(c->w->store, s->one ? s->user : NULL, key_name, on_stats,
-                                        s); /* the op copies key_name */
+        s->op = sl_store_user_stats_key(sl_conn_ctx(c)->store, s->one ? s->user : NULL, key_name,
+                                        on_stats, s); /* the op copies key_name */
     }
     sl_free(key_name);
 }
@@ -783,4 +782,5 @@ const sl_dialect_t sl_dialect_monoai = {
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],
+    .route_error = route_error,
 };

@@ -8,10 +8,10 @@
 #include "codec/json_scan.h"
 #include "codec/openai_chunk.h"
 #include "core/alloc.h"
+#include "core/ctx.h"
 #include "core/log.h"
 #include "dialect/dialect.h"
 #include "net/conn.h"
-#include "server/worker.h"
 #include "policy/auth.h"
 #include "relay/relay.h"
 
@@ -149,10 +149,10 @@ static bool decode(sl_conn_t *c, const sl_http_req_t *hr, sl_chat_req_t *out)
 
 static bool authorised(sl_conn_t *c, const sl_http_req_t *hr, sl_identity_t *who)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const char *why;
-    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_OPENAI].auth, hr, NULL, sl_worker_keys(c->w),
-                      who, &why) == 0)
+    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_OPENAI].auth, hr, NULL,
+                      sl_auth_keys(sl_conn_ctx(c)), who, &why) == 0)
         return true;
     sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, why,
                           "WWW-Authenticate: Bearer\r\nx-should-retry: false\r\n");
@@ -385,7 +385,7 @@ static void handle_models(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_
     if (!authorised(c, hr, &who))
         return;
     sl_identity_dispose(&who);
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     sl_buf_t b;
     sl_buf_init(&b);
     sl_buf_puts(&b, "{\"object\":\"list\",\"data\":[");

@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/ctx.h"
 #include "core/log.h"
 #include "dialect/dialect.h"
 #include "dialect/seed.h"
 #include "net/conn.h"
-#include "server/worker.h"
 #include "relay/relay.h"
 #include "store/store.h"
 
@@ -218,7 +218,7 @@ static void answer_cached(sl_conn_t *c, rag_t *g, const char *value)
     json_t *src = json_is_array(sources) ? json_incref(sources) : json_array();
     json_t *usage =
         json_pack("{s:i, s:i, s:i}", "prompt_tokens", 0, "completion_tokens", 0, "total_tokens", 0);
-    sl_buf_puts(&c->log_extra, ",\"dialect\":\"rag\",\"rag_cache\":\"hit\"");
+    sl_buf_puts(sl_conn_log_extra(c), ",\"dialect\":\"rag\",\"rag_cache\":\"hit\"");
     if (!g->sse) {
         json_t *body =
             json_pack("{s:s, s:o, s:o, s:b, s:o, s:b}", "answer", a, "sources", src, "timings",
@@ -422,13 +422,13 @@ static bool parse(sl_conn_t *c, const sl_http_req_t *hr, rag_t *g)
 
 static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool sse)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const sl_dialect_cfg_t *d = &cfg->dialects[SL_DIALECT_RAG];
     const char *why;
     rag_t *g = sl_calloc(1, sizeof *g);
     g->t0 = sl_now_ms();
-    g->cfg = sl_config_ref(c->w->cfg);
-    if (sl_auth_admit(cfg, d->auth, hr, NULL, sl_worker_keys(c->w), &g->who, &why) != 0) {
+    g->cfg = sl_config_ref(sl_conn_ctx(c)->cfg);
+    if (sl_auth_admit(cfg, d->auth, hr, NULL, sl_auth_keys(sl_conn_ctx(c)), &g->who, &why) != 0) {
         sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, why, NULL);
         rag_free(g);
         return;
@@ -437,14 +437,14 @@ static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool sse)
         rag_free(g);
         return;
     }
-    if (!c->w->store) {
+    if (!sl_conn_ctx(c)->store) {
         sl_conn_respond_error(c, 503, "server_error", "retrieval_unavailable", NULL,
                               "the document index is unavailable", NULL);
         rag_free(g);
         return;
     }
     g->c = c;
-    g->store = c->w->store;
+    g->store = sl_conn_ctx(c)->store;
     g->sse = sse;
     /* The JSON endpoint asks for a whole answer; the SSE one streams when configured (a
      * stream that fails before output is retried whole: fallback_to_non_stream below). */

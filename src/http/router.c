@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "net/conn.h"
+#include "core/err.h"
 
 typedef struct entry {
     char *method;
-    char *path;
-    sl_route_fn fn;
+    char *path;                 /* the mount prefix + the route's path */
+    size_t prefix_len;          /* of the mount prefix within path */
+    const sl_route_t *route;    /* borrowed: route tables are static */
+    sl_route_error_fn on_error; /* the mount's error shape */
 } entry_t;
 
 struct sl_router {
@@ -44,7 +46,8 @@ void sl_router_unref(sl_router_t *r)
     sl_free(r);
 }
 
-void sl_router_add(sl_router_t *r, const char *prefix, const sl_route_t *routes, size_t n)
+void sl_router_add(sl_router_t *r, const char *prefix, const sl_route_t *routes, size_t n,
+                   sl_route_error_fn on_error)
 {
     r->e = sl_realloc(r->e, (r->n + n) * sizeof *r->e);
     for (size_t i = 0; i < n; i++) {
@@ -54,7 +57,9 @@ void sl_router_add(sl_router_t *r, const char *prefix, const sl_route_t *routes,
         sl_buf_puts(&p, routes[i].path);
         r->e[r->n].method = sl_strdup(routes[i].method);
         r->e[r->n].path = p.data;
-        r->e[r->n].fn = routes[i].fn;
+        r->e[r->n].prefix_len = strlen(prefix);
+        r->e[r->n].route = &routes[i];
+        r->e[r->n].on_error = on_error;
         r->n++;
     }
 }
@@ -78,33 +83,45 @@ static bool match(const char *pat, const char *path, size_t len, sl_route_match_
     return memchr(m->param, '/', m->param_len) == NULL;
 }
 
-void sl_router_dispatch(const sl_router_t *r, sl_conn_t *c, const sl_http_req_t *req)
+/* Whether path falls under a mount prefix: equal to it, or it followed by '/'. */
+static bool under(const entry_t *e, const char *path, size_t len)
 {
-    size_t len;
-    const char *path = sl_http_req_path(req, &len);
-    const char *method = sl_http_req_method(req);
-    sl_buf_t allow;
-    sl_buf_init(&allow);
+    size_t n = e->prefix_len;
+    return n && len >= n && memcmp(e->path, path, n) == 0 && (len == n || path[n] == '/');
+}
+
+int sl_router_lookup(const sl_router_t *r, const char *method, const char *path, size_t len,
+                     sl_route_found_t *f)
+{
+    f->route = NULL;
+    f->on_error = NULL;
+    sl_buf_init(&f->allow);
+    size_t best = 0; /* the longest mount prefix the path falls under */
+    bool path_known = false;
     for (size_t i = 0; i < r->n; i++) {
         const entry_t *e = &r->e[i];
         sl_route_match_t m;
-        if (!match(e->path, path, len, &m))
+        if (!match(e->path, path, len, &m)) {
+            if (!path_known && under(e, path, len) && e->prefix_len > best) {
+                best = e->prefix_len;
+                f->on_error = e->on_error;
+            }
             continue;
-        if (strcmp(e->method, method) == 0) {
-            sl_buf_dispose(&allow);
-            e->fn(c, req, &m);
-            return;
         }
-        sl_buf_puts(&allow, allow.len ? ", " : "Allow: ");
-        sl_buf_puts(&allow, e->method);
+        if (strcmp(e->method, method) == 0) {
+            sl_buf_dispose(&f->allow);
+            f->route = e->route;
+            f->match = m;
+            return 0;
+        }
+        if (!path_known)
+            f->on_error = e->on_error;
+        path_known = true;
+        sl_buf_puts(&f->allow, f->allow.len ? ", " : "Allow: ");
+        sl_buf_puts(&f->allow, e->method);
     }
-    if (allow.len) {
-        sl_buf_puts(&allow, "\r\n");
-        sl_conn_respond_error(c, 405, "invalid_request_error", "method_not_allowed", NULL,
-                              "method not allowed on this path", allow.data);
-    } else {
-        sl_conn_respond_error(c, 404, "invalid_request_error", "unknown_url", NULL, "unknown path",
-                              NULL);
-    }
-    sl_buf_dispose(&allow);
+    if (!path_known)
+        return SL_ENOTFOUND;
+    sl_buf_puts(&f->allow, "\r\n");
+    return SL_EMETHOD;
 }

@@ -1,17 +1,20 @@
 /* Client connections: read → parse → dispatch one request at a time → coalesced writes. */
 #include "net/conn.h"
 
+#include "core/ctx.h"
+#include "net/conn_int.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "obs/metrics.h"
 #include "codec/ws.h"
+#include "config/config.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/router.h"
-#include "server/worker.h"
+#include "obs/metrics.h"
 
 #define LINGER_MS       2000  /* how long an answered-but-unread upload is drained before close */
 #define MAX_BUFFERED_IN 65536 /* pipelined input held while a request is answered */
@@ -21,6 +24,7 @@ static void ws_feed_leftover(sl_conn_t *c, const char *p, size_t n);
 static void ws_input(sl_conn_t *c, const char *p, size_t n);
 static void ws_output_drained(sl_conn_t *c);
 static void process_input(sl_conn_t *c);
+static void conn_flush(sl_conn_t *c);
 static void refuse(sl_conn_t *c, int status, const char *type, const char *code, const char *msg);
 
 static const char *status_text(int status)
@@ -52,8 +56,8 @@ static const char *status_text(int status)
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     sl_conn_t *c = h->data;
-    buf->base = c->w->readbuf;
-    buf->len = sizeof c->w->readbuf;
+    buf->base = c->x->readbuf;
+    buf->len = sizeof c->x->readbuf;
 }
 
 static void arm_timer(sl_conn_t *c, uint64_t ms, uv_timer_cb cb)
@@ -100,35 +104,40 @@ static void new_request_id(sl_conn_t *c)
         }
     }
     uint64_t n = ++counter;
-    snprintf(c->rid, sizeof c->rid, "req_%x%08" PRIx64 "%06" PRIx64, c->w->id,
+    snprintf(c->rid, sizeof c->rid, "req_%x%08" PRIx64 "%06" PRIx64, c->x->id,
              (uint64_t)uv_hrtime() & 0xffffffffu, n & 0xffffff);
 }
 
-void sl_conn_accept(sl_worker_t *w, uv_stream_t *listener)
+void sl_conn_accept(sl_ctx_t *x, uv_stream_t *listener, bool ops)
 {
     sl_conn_t *c = sl_calloc(1, sizeof *c);
-    c->w = w;
-    uv_tcp_init(&w->loop, &c->tcp);
-    uv_timer_init(&w->loop, &c->timer);
+    c->x = x;
+    uv_tcp_init(&x->loop, &c->tcp);
+    uv_timer_init(&x->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
     c->closes_pending = 2;
-    c->ops = listener == (uv_stream_t *)&w->ops_listener;
-    sl_http_req_init(&c->req, w->cfg->max_header, w->cfg->max_body);
-    c->high_water = w->cfg->stream_buffer;
+    c->ops = ops;
+    sl_http_req_init(&c->req, x->cfg->max_header, x->cfg->max_body);
+    c->high_water = x->cfg->stream_buffer;
     c->low_water = c->high_water / 4;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->nconns++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || w->nconns > w->cfg->max_connections) {
+    c->next = x->conns;
+    if (x->conns)
+        x->conns->prev = c;
+    x->conns = c;
+    x->nconns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || x->nconns > x->cfg->max_connections) {
         sl_conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     set_reading(c, true);
-    arm_timer(c, w->cfg->client_idle_ms, on_deadline);
+    arm_timer(c, x->cfg->client_idle_ms, on_deadline);
+}
+
+sl_ctx_t *sl_conn_ctx(const sl_conn_t *c)
+{
+    return c->x;
 }
 
 void sl_conn_set_hooks(sl_conn_t *c, const sl_conn_hooks_t *hooks, void *ud)
@@ -137,9 +146,39 @@ void sl_conn_set_hooks(sl_conn_t *c, const sl_conn_hooks_t *hooks, void *ud)
     c->hooks_ud = ud;
 }
 
+/* Puts c on this turn's flush list (once). */
 static void schedule(sl_conn_t *c)
 {
-    sl_worker_schedule(c->w, c);
+    if (c->pending)
+        return;
+    c->pending = true;
+    c->pending_next = c->x->pending;
+    c->x->pending = c;
+}
+
+/* c is going: off the thread's lists, and the worker hears it (drain bookkeeping). */
+static void conn_unlink(sl_conn_t *c)
+{
+    sl_ctx_t *x = c->x;
+    if (c->pending) {
+        for (sl_conn_t **pp = &x->pending; *pp; pp = &(*pp)->pending_next) {
+            if (*pp == c) {
+                *pp = c->pending_next;
+                break;
+            }
+        }
+        c->pending = false;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        x->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    x->nconns--;
+    if (x->conn_gone)
+        x->conn_gone(x);
 }
 
 /* ---- writing ---- */
@@ -167,7 +206,7 @@ static void close_chunk(sl_conn_t *c)
  * CORS headers, others none). */
 static const char *cors_origin(const sl_conn_t *c)
 {
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = c->x->cfg;
     const char *origin = sl_http_req_header(&c->req, "origin");
     if (!origin || !cfg->ncors_origins)
         return NULL;
@@ -207,7 +246,7 @@ static bool preflight(sl_conn_t *c)
                       "Access-Control-Allow-Headers: %s\r\n"
                       "Access-Control-Max-Age: %llu\r\n",
                       want && strlen(want) < 1024 ? want : "authorization, content-type",
-                      (unsigned long long)c->w->cfg->cors_max_age_s);
+                      (unsigned long long)c->x->cfg->cors_max_age_s);
     }
     /* Another origin gets a plain 204: without the headers the browser refuses the call. */
     sl_conn_head(c, 204, NULL, 0, h.data);
@@ -224,7 +263,7 @@ void sl_conn_head(sl_conn_t *c, int status, const char *content_type, long conte
     c->head_sent = true;
     c->status = status;
     bool http11 = c->req.parser.http_major == 1 && c->req.parser.http_minor >= 1;
-    if (!c->req.keep_alive || c->w->draining)
+    if (!c->req.keep_alive || c->x->draining)
         c->close_after = true;
     if (content_length < 0) {
         c->chunked = http11;
@@ -286,13 +325,13 @@ static void write_access_log(sl_conn_t *c)
     size_t plen;
     const char *path = sl_http_req_path(&c->req, &plen);
     /* Straight into the worker's batch, written once per loop turn (worker.c flush_log). */
-    sl_buf_t *line = &c->w->access_log;
+    sl_buf_t *line = &c->x->access_log;
     sl_buf_puts(line, "{\"ts\":");
     sl_buf_put_i64(line, sl_wall_s());
     sl_buf_puts(line, ",\"request_id\":\"");
     sl_buf_puts(line, c->rid); /* ours or checked at intake: nothing to escape */
     sl_buf_puts(line, "\",\"worker\":");
-    sl_buf_put_i64(line, c->w->id);
+    sl_buf_put_i64(line, c->x->id);
     if (c->req.method_read) {
         sl_buf_puts(line, ",\"method\":\"");
         sl_buf_puts(line, sl_http_req_method(&c->req));
@@ -324,12 +363,12 @@ static void write_access_log(sl_conn_t *c)
 
 static void finish_request(sl_conn_t *c)
 {
-    if (c->w->cfg->access_log)
+    if (c->x->cfg->access_log)
         write_access_log(c);
     /* Answers given outside an exchange (404, 401, health) are counted here; exchanges count
      * themselves, with their labels. */
-    if (!c->log_extra.len && c->w->cfg->metrics)
-        sl_metrics_http(c->w->metrics, "", c->status);
+    if (!c->log_extra.len && c->x->cfg->metrics)
+        sl_metrics_http(c->x->metrics, "", c->status);
     sl_buf_reset(&c->log_extra);
     sl_buf_shrink(&c->log_extra, 256);
     sl_buf_reset(&c->head_extra);
@@ -339,8 +378,8 @@ static void finish_request(sl_conn_t *c)
     c->head_sent = c->chunked = c->sent_continue = false;
     c->bytes_out = 0;
     c->status = 0;
-    if (c->w->active)
-        c->w->active--;
+    if (c->x->active)
+        c->x->active--;
 }
 
 void sl_conn_end(sl_conn_t *c, bool close)
@@ -350,7 +389,7 @@ void sl_conn_end(sl_conn_t *c, bool close)
     if (c->ws) {
         if (c->ws_busy) {
             c->ws_busy = false;
-            c->ws_rx_at = uv_now(&c->w->loop); /* WebSocket idle time counts from here */
+            c->ws_rx_at = uv_now(&c->x->loop); /* WebSocket idle time counts from here */
             if (!c->status)
                 c->status = 200;
             finish_request(c);
@@ -368,7 +407,7 @@ void sl_conn_end(sl_conn_t *c, bool close)
          * of a pooled client (keep-alive, the SDKs) a dead socket. */
         close = false;
     }
-    if (close || c->w->draining)
+    if (close || c->x->draining)
         c->close_after = true; /* shutting down: this was the connection's last answer */
     bool was_handling = c->state == SL_CONN_HANDLING;
     if (was_handling) {
@@ -394,6 +433,13 @@ void sl_conn_respond(sl_conn_t *c, int status, const char *content_type, const c
     sl_buf_append(&c->out, body, len);
     c->bytes_out += len;
     sl_conn_end(c, false);
+}
+
+void sl_conn_respond_err(sl_conn_t *c, int err, const char *code, const char *message,
+                         const char *extra)
+{
+    sl_conn_respond_error(c, sl_err_status(err), sl_err_type(err), code, NULL,
+                          message ? message : sl_strerror(err), extra);
 }
 
 void sl_conn_respond_error(sl_conn_t *c, int status, const char *type, const char *code,
@@ -477,7 +523,7 @@ static void on_write(uv_write_t *wr, int status)
     if (c->state == SL_CONN_CLOSING)
         return;
     if (c->out.len || c->in_held) {
-        sl_conn_flush(c); /* more to write, or held input to take up now that output drained */
+        conn_flush(c); /* more to write, or held input to take up now that output drained */
         return;
     }
     if (c->hooks && c->hooks->drained)
@@ -485,7 +531,7 @@ static void on_write(uv_write_t *wr, int status)
     after_output(c);
 }
 
-void sl_conn_flush(sl_conn_t *c)
+static void conn_flush(sl_conn_t *c)
 {
     if (c->state == SL_CONN_CLOSING)
         return;
@@ -537,7 +583,7 @@ void sl_conn_flush(sl_conn_t *c)
 static void refuse(sl_conn_t *c, int status, const char *type, const char *code, const char *msg)
 {
     c->state = SL_CONN_HANDLING; /* so the response is logged like any other */
-    c->w->active++;
+    c->x->active++;
     new_request_id(c);
     c->client_known = false;
     c->t_start = sl_now_ms();
@@ -569,22 +615,43 @@ static bool stop_at_boundary(sl_conn_t *c)
     }
     if (sl_conn_queued(c) > c->high_water) {
         c->in_held = true;
-        arm_timer(c, c->w->cfg->client_idle_ms, on_deadline); /* a client that never reads goes */
+        arm_timer(c, c->x->cfg->client_idle_ms, on_deadline); /* a client that never reads goes */
         return true;
     }
     return false;
 }
 
+/* Hands the request to its route's handler, or answers why there is none in the error shape of
+ * the mount the path falls under. */
+static void route(sl_conn_t *c)
+{
+    size_t len;
+    const char *path = sl_http_req_path(&c->req, &len);
+    sl_route_found_t f;
+    int rc = sl_router_lookup(c->ops ? c->x->ops_router : c->x->router, sl_http_req_method(&c->req),
+                              path, len, &f);
+    if (rc == 0)
+        f.route->fn(c, &c->req, &f.match);
+    else if (f.on_error)
+        f.on_error(c, rc, f.allow.data);
+    else if (rc == SL_EMETHOD)
+        sl_conn_respond_err(c, rc, "method_not_allowed", "method not allowed on this path",
+                            f.allow.data);
+    else
+        sl_conn_respond_err(c, rc, "unknown_url", "unknown path", NULL);
+    sl_buf_dispose(&f.allow);
+}
+
 static void dispatch(sl_conn_t *c)
 {
     c->state = SL_CONN_HANDLING;
-    c->w->active++;
+    c->x->active++;
     c->t_start = sl_now_ms();
     new_request_id(c);
     c->client_known = false;
     uv_timer_stop(&c->timer);
     if (!preflight(c))
-        sl_router_dispatch(c->ops ? c->w->ops_router : c->w->router, c, &c->req);
+        route(c);
 }
 
 /* Parses buffered input from the front; dispatches complete requests one at a time. */
@@ -600,7 +667,7 @@ static void parse(sl_conn_t *c, const char *p, size_t n, size_t *used)
         bool was_started = c->req.started;
         *used += sl_http_req_feed(&c->req, p + *used, n - *used);
         if (!was_started && c->req.started)
-            arm_timer(c, c->w->cfg->client_header_ms, on_deadline);
+            arm_timer(c, c->x->cfg->client_header_ms, on_deadline);
         if (c->req.error) {
             reject(c, c->req.error, c->req.error_msg);
             *used = n;
@@ -641,7 +708,7 @@ static void process_input(sl_conn_t *c)
     if (c->state == SL_CONN_READING) {
         set_reading(c, !c->in_held);
         if (!c->req.started && !c->in.len)
-            arm_timer(c, c->w->cfg->client_idle_ms, on_deadline);
+            arm_timer(c, c->x->cfg->client_idle_ms, on_deadline);
     }
 }
 
@@ -714,7 +781,7 @@ void sl_conn_close(sl_conn_t *c)
     if (c->ws_hooks && c->ws_hooks->closed)
         c->ws_hooks->closed(c->ws_ud);
     c->ws_hooks = NULL;
-    sl_worker_conn_gone(c->w, c);
+    conn_unlink(c);
     uv_close((uv_handle_t *)&c->timer, on_closed);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
@@ -755,8 +822,8 @@ static void ws_on_tick(uv_timer_t *t);
  * no timer updates. */
 static void ws_arm(sl_conn_t *c)
 {
-    const sl_config_t *cfg = c->w->cfg;
-    uint64_t now = uv_now(&c->w->loop), due = UINT64_MAX;
+    const sl_config_t *cfg = c->x->cfg;
+    uint64_t now = uv_now(&c->x->loop), due = UINT64_MAX;
     if (c->ws_closing)
         return;
     if (cfg->ws_idle_ms)
@@ -774,8 +841,8 @@ static void ws_arm(sl_conn_t *c)
 static void ws_on_tick(uv_timer_t *t)
 {
     sl_conn_t *c = t->data;
-    const sl_config_t *cfg = c->w->cfg;
-    uint64_t now = uv_now(&c->w->loop);
+    const sl_config_t *cfg = c->x->cfg;
+    uint64_t now = uv_now(&c->x->loop);
     if (c->ws_busy)
         c->ws_rx_at = now; /* an answer going out is not idleness; its end restarts the count */
     if (cfg->ws_idle_ms && now - c->ws_rx_at >= cfg->ws_idle_ms) {
@@ -835,7 +902,7 @@ static void ws_output_drained(sl_conn_t *c)
 static void ws_on_frame(void *ud)
 {
     sl_conn_t *c = ud;
-    c->ws_rx_at = uv_now(&c->w->loop);
+    c->ws_rx_at = uv_now(&c->x->loop);
 }
 
 static void ws_on_text(void *ud, const char *msg, size_t len)
@@ -907,7 +974,7 @@ bool sl_conn_ws_upgrade(sl_conn_t *c, const sl_ws_hooks_t *hooks, void *ud)
     c->ws_hooks = hooks;
     c->ws_ud = ud;
     /* Long-lived by design, but a silent client is pinged, and closed after ws_idle. */
-    c->ws_rx_at = c->ws_ping_at = uv_now(&c->w->loop);
+    c->ws_rx_at = c->ws_ping_at = uv_now(&c->x->loop);
     ws_arm(c);
     schedule(c);
     return true; /* frames right behind the handshake are fed by ws_feed_leftover */
@@ -916,7 +983,7 @@ bool sl_conn_ws_upgrade(sl_conn_t *c, const sl_ws_hooks_t *hooks, void *ud)
 void sl_conn_ws_begin(sl_conn_t *c)
 {
     c->ws_busy = true;
-    c->w->active++;
+    c->x->active++;
     c->t_start = sl_now_ms();
     c->status = 0;
     c->bytes_out = 0;
@@ -981,7 +1048,7 @@ const char *sl_conn_client_ip(sl_conn_t *c)
     if (c->client_known)
         return c->client_ip;
     c->client_known = true;
-    const sl_config_t *cfg = c->w->cfg;
+    const sl_config_t *cfg = c->x->cfg;
     const char *peer = sl_conn_tcp_peer(c);
     if (!cfg->ntrusted_proxies) {
         snprintf(c->client_ip, sizeof c->client_ip, "%s", peer);
@@ -1001,4 +1068,96 @@ const char *sl_conn_client_ip(sl_conn_t *c)
 void sl_conn_peer(sl_conn_t *c, char *out, size_t cap)
 {
     snprintf(out, cap, "%s", sl_conn_client_ip(c));
+}
+
+/* ---- accessors ---- */
+
+const sl_http_req_t *sl_conn_request(const sl_conn_t *c)
+{
+    return &c->req;
+}
+
+sl_buf_t *sl_conn_log_extra(sl_conn_t *c)
+{
+    return &c->log_extra;
+}
+
+sl_buf_t *sl_conn_head_extra(sl_conn_t *c)
+{
+    return &c->head_extra;
+}
+
+bool sl_conn_head_sent(const sl_conn_t *c)
+{
+    return c->head_sent;
+}
+
+size_t sl_conn_bytes_out(const sl_conn_t *c)
+{
+    return c->bytes_out;
+}
+
+const char *sl_conn_request_id(const sl_conn_t *c)
+{
+    return c->rid;
+}
+
+size_t sl_conn_high_water(const sl_conn_t *c)
+{
+    return c->high_water;
+}
+
+size_t sl_conn_low_water(const sl_conn_t *c)
+{
+    return c->low_water;
+}
+
+bool sl_conn_is_ws(const sl_conn_t *c)
+{
+    return c->ws != NULL;
+}
+
+bool sl_conn_ws_busy(const sl_conn_t *c)
+{
+    return c->ws_busy;
+}
+
+bool sl_conn_is_ops(const sl_conn_t *c)
+{
+    return c->ops;
+}
+
+/* ---- the thread's connections ---- */
+
+void sl_conns_flush(sl_ctx_t *x)
+{
+    while (x->pending) {
+        sl_conn_t *c = x->pending;
+        x->pending = c->pending_next;
+        c->pending = false;
+        conn_flush(c);
+    }
+}
+
+void sl_conns_close_idle(sl_ctx_t *x)
+{
+    for (sl_conn_t *c = x->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == SL_CONN_READING && !c->req.started && !c->writing && !c->out.len)
+            sl_conn_close(c);
+    }
+}
+
+void sl_conns_cut(sl_ctx_t *x)
+{
+    for (sl_conn_t *c = x->conns, *next; c; c = next) {
+        next = c->next;
+        sl_conn_cut(c);
+    }
+}
+
+void sl_conns_close_all(sl_ctx_t *x)
+{
+    while (x->conns)
+        sl_conn_close(x->conns); /* cancels what is still in flight */
 }

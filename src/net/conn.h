@@ -12,7 +12,7 @@
 #include "http/client_ip.h"
 #include "http/request.h"
 
-typedef struct sl_worker sl_worker_t;
+typedef struct sl_ctx sl_ctx_t;
 typedef struct sl_ws sl_ws_t;
 typedef struct sl_conn sl_conn_t;
 
@@ -39,77 +39,11 @@ typedef struct sl_conn_hooks {
     void (*cut)(void *ud);
 } sl_conn_hooks_t;
 
-typedef enum sl_conn_state {
-    SL_CONN_READING,  /* waiting for (more of) a request */
-    SL_CONN_HANDLING, /* a request is being answered */
-    SL_CONN_DRAINING, /* answered an unusable request: discard input, then close */
-    SL_CONN_WS,       /* upgraded: WebSocket messages, each may start an exchange */
-    SL_CONN_CLOSING,
-} sl_conn_state_t;
-
-struct sl_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;             /* request-head deadline, keep-alive idle, lingering close */
-    sl_worker_t *w;               /* borrowed: the worker outlives its connections */
-    struct sl_conn *prev, *next;  /* worker's list of connections */
-    struct sl_conn *pending_next; /* worker's flush list */
-    bool pending;
-
-    sl_conn_state_t state;
-    sl_http_req_t req;
-    sl_buf_t in;       /* owned; input received but not parsed yet (pipelining) */
-    sl_buf_t out;      /* owned; output waiting for this turn's flush */
-    sl_buf_t inflight; /* owned; output handed to uv_write, alive until its callback */
-    uv_write_t wreq;
-    bool writing;
-    bool reading;
-    bool need_input; /* a response ended: parse what is buffered at the next flush */
-    bool in_held;    /* pipelined input waits: queued output passed high_water (conn.c) */
-
-    /* response being written */
-    bool head_sent;
-    bool chunked;    /* body goes out in HTTP/1.1 chunks */
-    bool chunk_open; /* out holds a chunk-size placeholder at chunk_at */
-    size_t chunk_at;
-    bool close_after; /* close once everything queued is written */
-    bool sent_continue;
-    size_t low_water, high_water;
-
-    /* access log of the current request */
-    double t_start;
-    int status;
-    size_t bytes_out;
-    char rid[72];        /* request id: the client's X-Request-Id if sane, else generated */
-    sl_buf_t log_extra;  /* owned; ",\"field\":value" pairs a handler adds to the log line */
-    sl_buf_t head_extra; /* owned; "Name: v\r\n" lines a handler adds to this response's head */
-
-    /* who the client is (http/client_ip): read on first use, so a request that needs neither
-     * costs no syscall and no header parse */
-    char tcp_peer[SL_IP_TEXT]; /* the socket's peer, once per connection ("" unknown) */
-    bool tcp_peer_read;
-    char client_ip[SL_IP_TEXT]; /* the current request's client (trusted_proxies) */
-    bool client_known;          /* client_ip is this request's; cleared when one begins */
-    bool ops;                   /* accepted on the metrics listener (observability.metrics) */
-
-    const sl_conn_hooks_t *hooks; /* of the current request; NULL when none listens */
-    void *hooks_ud;
-
-    sl_ws_t *ws; /* owned; set once upgraded */
-    const sl_ws_hooks_t *ws_hooks;
-    void *ws_ud;        /* the WebSocket handler's; released through ws_hooks->closed */
-    bool ws_busy;       /* an exchange is answering a message */
-    int closes_pending; /* uv handles still to be closed before free */
-
-    /* WebSocket keepalive and input flow control (conn.c, WebSocket section). In WS state
-     * `timer` is the ping/idle tick, then the close wait; `in` holds input not yet fed. */
-    uint64_t ws_rx_at;   /* loop time of the client's last whole frame, or an answer's end */
-    uint64_t ws_ping_at; /* loop time of our last ping */
-    bool ws_paused;      /* reading stopped: our queued replies passed high_water */
-    bool ws_closing;     /* a close was sent or received: the close wait runs */
-};
-
-/* Accepts a connection from the worker's listener. */
-void sl_conn_accept(sl_worker_t *w, uv_stream_t *listener);
+/* Accepts a connection from one of the thread's listeners; ops: the metrics listener (routed
+ * by x->ops_router). */
+void sl_conn_accept(sl_ctx_t *x, uv_stream_t *listener, bool ops);
+/* The context of the thread c lives on. */
+sl_ctx_t *sl_conn_ctx(const sl_conn_t *c);
 
 void sl_conn_set_hooks(sl_conn_t *c, const sl_conn_hooks_t *hooks, void *ud);
 
@@ -131,6 +65,10 @@ void sl_conn_respond(sl_conn_t *c, int status, const char *content_type, const c
 /* An OpenAI-shaped error response: {"error":{"message","type","param","code"}}. */
 void sl_conn_respond_error(sl_conn_t *c, int status, const char *type, const char *code,
                            const char *param, const char *message, const char *extra);
+/* The same, from the error table (core/err.h): err gives the status and error.type; message
+ * NULL = the table's. */
+void sl_conn_respond_err(sl_conn_t *c, int err, const char *code, const char *message,
+                         const char *extra);
 /* Switches the current request's connection to WebSocket (RFC 6455 handshake). Answers 400
  * itself and returns false when the request is not a valid upgrade. */
 bool sl_conn_ws_upgrade(sl_conn_t *c, const sl_ws_hooks_t *hooks, void *ud);
@@ -154,7 +92,36 @@ const char *sl_conn_tcp_peer(sl_conn_t *c);
 size_t sl_conn_queued(const sl_conn_t *c);
 /* Closes the connection (idempotent); the handler's gone hook runs if a request is active. */
 void sl_conn_close(sl_conn_t *c);
-/* Called by the worker's flush pass. */
-void sl_conn_flush(sl_conn_t *c);
+/* The request being answered (borrowed: valid until it ends). */
+const sl_http_req_t *sl_conn_request(const sl_conn_t *c);
+/* The current request's access-log line: a handler appends ",\"field\":value" pairs. */
+sl_buf_t *sl_conn_log_extra(sl_conn_t *c);
+/* Response-head lines ("Name: v\r\n") added to the current response (before its head). */
+sl_buf_t *sl_conn_head_extra(sl_conn_t *c);
+bool sl_conn_head_sent(const sl_conn_t *c);
+/* Body bytes of the current response so far. */
+size_t sl_conn_bytes_out(const sl_conn_t *c);
+/* The current request's id (the client's X-Request-Id if sane, else generated). */
+const char *sl_conn_request_id(const sl_conn_t *c);
+/* Output high-water mark (stream_buffer): above it a producer should pause. */
+size_t sl_conn_high_water(const sl_conn_t *c);
+/* Output low-water mark: below it the drained hook runs. */
+size_t sl_conn_low_water(const sl_conn_t *c);
+/* True once upgraded to WebSocket; ws_busy: an exchange is answering a message. */
+bool sl_conn_is_ws(const sl_conn_t *c);
+bool sl_conn_ws_busy(const sl_conn_t *c);
+/* Accepted on the metrics listener (observability.metrics.listen). */
+bool sl_conn_is_ops(const sl_conn_t *c);
+
+/* ---- the thread's set of connections (x->conns), driven by the worker ---- */
+
+/* Once per loop turn: writes every connection with output waiting, parses pending input. */
+void sl_conns_flush(sl_ctx_t *x);
+/* Draining: closes every connection with nothing in flight. */
+void sl_conns_close_idle(sl_ctx_t *x);
+/* The drain time is over: every exchange still running ends now with its dialect's error. */
+void sl_conns_cut(sl_ctx_t *x);
+/* The loop stops: closes every connection (cancelling what is in flight). */
+void sl_conns_close_all(sl_ctx_t *x);
 
 #endif

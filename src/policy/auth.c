@@ -10,6 +10,8 @@
 #include "core/sha256.h"
 #include "policy/jwt.h"
 #include "store/keys.h"
+#include "store/keyset.h"
+#include "store/store.h"
 
 bool sl_auth_equal(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -173,4 +175,13 @@ int sl_auth_admit(const sl_config_t *cfg, sl_auth_mode_t mode, const sl_http_req
     case SL_AUTH_KEY: break;
     }
     return check_key(cfg, req, ks, id, why);
+}
+
+const struct sl_keyset *sl_auth_keys(sl_ctx_t *x)
+{
+    if (!x->store_thread)
+        return NULL;
+    sl_keyset_unref(x->keys);
+    x->keys = sl_store_keys(x->store_thread);
+    return x->keys;
 }

@@ -8,6 +8,7 @@
 
 #include "codec/canon.h"
 #include "config/config.h"
+#include "core/ctx.h"
 #include "http/request.h"
 
 struct sl_keyset;
@@ -19,6 +20,11 @@ typedef struct sl_identity {
     sl_key_policy_t key; /* the key's limits (key.present when a key matched) */
 } sl_identity_t;
 
+/* The API keys as the store last saw them (it re-reads them every SL_KEYS_REFRESH_MS), for
+ * sl_auth_admit; NULL without a store. Borrowed: valid until the thread's next call. Always
+ * the store's latest, so every worker of a process sees a key appear (and go) at the same
+ * moment; costs one uncontended lock. */
+const struct sl_keyset *sl_auth_keys(sl_ctx_t *x);
 /* Admits a request under a dialect's auth mode: none lets it through; key checks the Bearer key
  * against auth.keys and the issued keys in ks (may be NULL); default is key when any key
  * exists, else none; jwt verifies the Bearer JWT — or token when given (an EventSource cannot

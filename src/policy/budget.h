@@ -2,8 +2,8 @@
  * admission — prompt estimate + max_tokens, or a default when it sent none — atomically, and
  * settles to its real usage at the end (a failure settles to what it used, often 0). One ledger
  * per process, shared by the workers (one mutex: budgets are checked once per request, never
- * per token); with Redis the same rule runs in the shared Lua script (policy/ratelimit_redis.c) and this
- * ledger is the fallback while Redis is away.
+ * per token); with Redis the same rule runs in the shared Lua script (policy/ratelimit_redis.c) and
+ * this ledger is the fallback while Redis is away.
  *
  * Spent tokens come from two places: the store's running total of the key's usage records
  * (`floor`, refreshed every 500 ms and shared by every instance on one database) and what this

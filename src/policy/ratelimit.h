@@ -1,8 +1,8 @@
 /* Rate limits (DESIGN §6): token buckets for requests/minute and tokens/minute, per key, per
  * user and per client IP. One limiter per process, shared by the workers (striped mutexes: a
  * few hundred nanoseconds per check); with Redis configured the same decision is made by one
- * atomic Lua script there instead, so limits hold across instances (policy/ratelimit_redis.c), and this
- * limiter is the fallback while Redis is away. Pure arithmetic + a table: no I/O. */
+ * atomic Lua script there instead, so limits hold across instances (policy/ratelimit_redis.c), and
+ * this limiter is the fallback while Redis is away. Pure arithmetic + a table: no I/O. */
 #ifndef SL_POLICY_RATELIMIT_H
 #define SL_POLICY_RATELIMIT_H
 #include <stdbool.h>

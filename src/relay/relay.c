@@ -4,18 +4,17 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "server/app.h"
-#include "obs/metrics.h"
 #include "core/alloc.h"
+#include "core/ctx.h"
 #include "core/id.h"
 #include "core/log.h"
 #include "core/tokens.h"
 #include "net/conn.h"
-#include "server/worker.h"
+#include "obs/metrics.h"
 #include "policy/admit.h"
+#include "policy/ratelimit_redis.h"
 #include "relay/breaker.h"
 #include "store/keys.h"
-#include "policy/ratelimit_redis.h"
 #include "store/store.h"
 #include "upstream/provider.h"
 
@@ -24,7 +23,7 @@
 
 struct sl_relay {
     sl_conn_t *conn;  /* weak: cleared by on_gone when the client leaves */
-    sl_worker_t *w;   /* borrowed: outlives every exchange on it */
+    sl_ctx_t *x;      /* borrowed: the thread outlives every exchange on it */
     sl_config_t *cfg; /* owned ref: the config this exchange started with */
     const sl_dialect_enc_t *enc;
     void *enc_state; /* owned */
@@ -81,17 +80,17 @@ static const sl_conn_hooks_t hooks;
 
 static void admit_env(const sl_relay_t *r, sl_admit_env_t *env)
 {
-    *env = (sl_admit_env_t){.limiter = r->w->app ? r->w->app->limiter : NULL,
-                            .budgets = r->w->app ? r->w->app->budgets : NULL,
-                            .redis = r->w->redis,
-                            .now_ms = (int64_t)uv_now(&r->w->loop)};
+    *env = (sl_admit_env_t){.limiter = r->x->limiter,
+                            .budgets = r->x->budgets,
+                            .redis = r->x->redis,
+                            .now_ms = (int64_t)uv_now(&r->x->loop)};
 }
 
 /* ---- circuit breakers (relay/breaker.h): one per target, shared by the process ---- */
 
 static sl_breakers_t *breakers(const sl_relay_t *r)
 {
-    return r->w->app ? r->w->app->breakers : NULL;
+    return r->x->breakers;
 }
 
 /* The target's upstream model: configured, or the client's name passing through. */
@@ -115,7 +114,7 @@ static void breaker_report(sl_relay_t *r, sl_breaker_outcome_t outcome, int retr
     sl_breaker_policy_t p;
     breaker_policy(r->pcfg, &p);
     sl_breakers_report(breakers(r), r->pcfg->name, upstream_model(r), &p, outcome, retry_after,
-                       r->probe, why, uv_now(&r->w->loop));
+                       r->probe, why, uv_now(&r->x->loop));
     r->probe = false;
 }
 
@@ -237,12 +236,12 @@ static void count(sl_relay_t *r, int status, const sl_usage_t *u)
         .prompt_tokens = u->prompt,
         .completion_tokens = u->completion,
     };
-    sl_metrics_request(r->w->metrics, &mr);
+    sl_metrics_request(r->x->metrics, &mr);
     if (r->ngaps)
-        sl_metrics_gaps(r->w->metrics, r->gaps, r->ngaps);
+        sl_metrics_gaps(r->x->metrics, r->gaps, r->ngaps);
     r->ngaps = 0;
     if (r->req.stream)
-        sl_metrics_active(r->w->metrics, -1);
+        sl_metrics_active(r->x->metrics, -1);
 }
 
 static void finalize(sl_relay_t *r, int status)
@@ -262,14 +261,14 @@ static void finalize(sl_relay_t *r, int status)
     admit_env(r, &env);
     sl_admit_settle(&r->admit, &env, spent);
     if (r->conn)
-        log_fields(r, &r->conn->log_extra, &u, estimated, status);
-    sl_store_client_t *store = r->w->store;
+        log_fields(r, sl_conn_log_extra(r->conn), &u, estimated, status);
+    sl_store_client_t *store = r->x->store;
     if (!store)
         return;
     const sl_chat_meta_t *m = &r->req.meta;
     sl_usage_record_t rec = {
         .ts = sl_wall_s(),
-        .request_id = r->conn ? r->conn->rid : "",
+        .request_id = r->conn ? sl_conn_request_id(r->conn) : "",
         .key_name = m->key_name,
         .user_id = m->user_id,
         .dialect = r->enc->name,
@@ -281,7 +280,7 @@ static void finalize(sl_relay_t *r, int status)
         .usage_estimated = estimated,
         .ttft_ms = r->t_first ? r->t_first - r->t_start : -1.0,
         .total_ms = sl_now_ms() - r->t_start,
-        .bytes_out = r->conn ? (int64_t)r->conn->bytes_out : 0,
+        .bytes_out = r->conn ? (int64_t)sl_conn_bytes_out(r->conn) : 0,
         .cancelled = r->cancelled,
         .tags = m->tags,
     };
@@ -302,11 +301,11 @@ static void note(sl_relay_t *r, const sl_event_t *ev)
     case SL_EV_DELTA:
         if (ev->raw || ev->content_len || ev->tool.present) {
             r->content_events++;
-            double now = (double)uv_now(&r->w->loop); /* cached: no syscall per token */
+            double now = (double)uv_now(&r->x->loop); /* cached: no syscall per token */
             if (r->t_last_token && r->cfg->metrics) {
                 r->gaps[r->ngaps++] = now - r->t_last_token;
                 if (r->ngaps == sizeof r->gaps / sizeof r->gaps[0]) {
-                    sl_metrics_gaps(r->w->metrics, r->gaps, r->ngaps);
+                    sl_metrics_gaps(r->x->metrics, r->gaps, r->ngaps);
                     r->ngaps = 0;
                 }
             }
@@ -386,7 +385,7 @@ static void on_event(void *ud, const sl_event_t *ev)
 static bool is_congested(void *ud)
 {
     sl_relay_t *r = ud;
-    if (r->conn && sl_conn_queued(r->conn) > r->conn->high_water)
+    if (r->conn && sl_conn_queued(r->conn) > sl_conn_high_water(r->conn))
         r->paused = true;
     return r->paused;
 }
@@ -416,7 +415,7 @@ static void on_gone(void *ud)
 static void on_drained(void *ud)
 {
     sl_relay_t *r = ud;
-    if (!r->paused || !r->conn || sl_conn_queued(r->conn) > r->conn->low_water)
+    if (!r->paused || !r->conn || sl_conn_queued(r->conn) > sl_conn_low_water(r->conn))
         return;
     r->paused = false;
     if (r->pstate)
@@ -457,11 +456,11 @@ static const sl_conn_hooks_t hooks = {.gone = on_gone, .drained = on_drained, .c
 static void on_keepalive(uv_timer_t *t)
 {
     sl_relay_t *r = t->data;
-    if (!r->conn || r->ended || r->conn->ws)
+    if (!r->conn || r->ended || sl_conn_is_ws(r->conn))
         return; /* WebSocket clients need no SSE comments */
     /* Only on a silent connection: queued bytes already show the stream is alive. */
     if (sl_conn_queued(r->conn) == 0 &&
-        (double)uv_now(&r->w->loop) - r->t_last_write + 1 >= (double)r->cfg->keepalive_ms) {
+        (double)uv_now(&r->x->loop) - r->t_last_write + 1 >= (double)r->cfg->keepalive_ms) {
         /* Commits to 200: from here on errors travel in the stream (§3.5, §3.7). */
         sl_relay_stream_head(r, NULL);
         sl_relay_send(r, ": keepalive\n\n", 13);
@@ -555,7 +554,7 @@ static bool try_again(sl_relay_t *r, const sl_event_t *ev)
         r->non_stream = true; /* seed 004: the same target, asked for a whole answer */
         r->nretries++;
         if (r->cfg->metrics)
-            sl_metrics_retry(r->w->metrics, r->pcfg->name);
+            sl_metrics_retry(r->x->metrics, r->pcfg->name);
         uv_timer_start(&r->retry, on_retry, 0, 0);
         return true;
     }
@@ -570,14 +569,14 @@ static bool try_again(sl_relay_t *r, const sl_event_t *ev)
         r->tries++;
         r->nretries++;
         if (r->cfg->metrics)
-            sl_metrics_retry(r->w->metrics, r->pcfg->name);
+            sl_metrics_retry(r->x->metrics, r->pcfg->name);
         uv_timer_start(&r->retry, on_retry, delay, 0);
         return true;
     }
     if (!has_next(r))
         return false;
     if (r->cfg->metrics)
-        sl_metrics_fallback(r->w->metrics, r->pcfg->name, next_provider(r));
+        sl_metrics_fallback(r->x->metrics, r->pcfg->name, next_provider(r));
     step(r);
     r->nfallbacks++;
     uv_timer_start(&r->retry, on_retry, 0, 0); /* at once, but outside the provider's callback */
@@ -597,7 +596,7 @@ static void remember_skip(sl_relay_t *r, size_t i, const sl_breaker_check_t *chk
 {
     r->t_attempt = 0;
     note_attempt(r, r->pcfg->name, 503, chk->why);
-    uint64_t at = chk->available_ms ? chk->available_ms : uv_now(&r->w->loop) + 1000;
+    uint64_t at = chk->available_ms ? chk->available_ms : uv_now(&r->x->loop) + 1000;
     if (!r->available_ms || at < r->available_ms)
         r->available_ms = at;
     if (r->nskipped < SKIPPED_MAX && i <= UINT8_MAX) {
@@ -673,7 +672,7 @@ static void fail_unavailable(sl_relay_t *r)
     ev.error.type = "server_error";
     ev.error.code = "no_provider_available";
     ev.error.message = "every provider for this model is unavailable (circuit open)";
-    uint64_t now = uv_now(&r->w->loop);
+    uint64_t now = uv_now(&r->x->loop);
     uint64_t wait = r->available_ms > now ? r->available_ms - now : 0;
     ev.error.retry_after = r->nskipped ? (int)((wait + 999) / 1000) : -1;
     if (r->nskipped && ev.error.retry_after < 1)
@@ -698,7 +697,7 @@ static void attempt(sl_relay_t *r)
             sl_breaker_check_t chk;
             breaker_policy(r->pcfg, &p);
             sl_breakers_check(breakers(r), r->pcfg->name, upstream_model(r), &p,
-                              uv_now(&r->w->loop), &chk);
+                              uv_now(&r->x->loop), &chk);
             if (chk.verdict == SL_BREAKER_SKIP) {
                 remember_skip(r, i, &chk);
                 if (r->target_i + 1 < r->route->ntargets)
@@ -709,13 +708,13 @@ static void attempt(sl_relay_t *r)
             r->probe = chk.verdict == SL_BREAKER_PROBE;
         }
         sl_upstream_call_t call = {
-            .loop = &r->w->loop,
-            .multi = r->w->multi,
+            .loop = &r->x->loop,
+            .upstream = r->x->upstream,
             .cfg = r->cfg,
             .provider = r->pcfg,
             .target = r->target,
             .req = &r->req,
-            .request_id = r->conn->rid,
+            .request_id = sl_conn_request_id(r->conn),
             .want_raw = r->enc->raw_openai,
             .force_non_stream = r->non_stream,
             .sink = {.emit = on_event, .congested = is_congested, .ud = r},
@@ -795,11 +794,12 @@ static void on_history(void *ud, int err, bool found, json_t *messages)
 void sl_relay_start(sl_conn_t *c, sl_chat_req_t *req, const sl_dialect_enc_t *enc)
 {
     sl_relay_t *r = sl_calloc(1, sizeof *r);
-    if (req->stream && c->w->cfg->metrics)
-        sl_metrics_active(c->w->metrics, +1); /* -1 in count(), once the exchange is over */
+    sl_ctx_t *x = sl_conn_ctx(c);
+    if (req->stream && x->cfg->metrics)
+        sl_metrics_active(x->metrics, +1); /* -1 in count(), once the exchange is over */
     r->conn = c;
-    r->w = c->w;
-    r->cfg = sl_config_ref(c->w->cfg);
+    r->x = x;
+    r->cfg = sl_config_ref(x->cfg);
     r->enc = enc;
     r->enc_state = sl_calloc(1, enc->state_size ? enc->state_size : 1);
     r->req = *req;
@@ -807,10 +807,10 @@ void sl_relay_start(sl_conn_t *c, sl_chat_req_t *req, const sl_dialect_enc_t *en
     r->model = sl_strdup(r->req.model);
     r->req.model = r->model;
     r->t_start = sl_now_ms();
-    r->t_last_write = (double)uv_now(&r->w->loop);
-    uv_timer_init(&r->w->loop, &r->keepalive);
+    r->t_last_write = (double)uv_now(&r->x->loop);
+    uv_timer_init(&r->x->loop, &r->keepalive);
     r->keepalive.data = r;
-    uv_timer_init(&r->w->loop, &r->retry);
+    uv_timer_init(&r->x->loop, &r->retry);
     r->retry.data = r;
     r->closes = 2;
     sl_conn_set_hooks(c, &hooks, r);
@@ -821,8 +821,8 @@ void sl_relay_start(sl_conn_t *c, sl_chat_req_t *req, const sl_dialect_enc_t *en
 static void proceed(sl_relay_t *r)
 {
     const sl_chat_meta_t *m = &r->req.meta;
-    if (m->session_id && !m->session_new && m->history_turns && r->w->store) {
-        r->load_op = sl_store_session_load(r->w->store, m->session_id, m->session_owner,
+    if (m->session_id && !m->session_new && m->history_turns && r->x->store) {
+        r->load_op = sl_store_session_load(r->x->store, m->session_id, m->session_owner,
                                            m->history_turns, on_history, r);
         return;
     }
@@ -833,16 +833,16 @@ static void decided(sl_relay_t *r)
 {
     sl_limit_result_t *res = &r->admit.result;
     if (r->conn)
-        sl_limit_headers(res, (struct sl_buf *)&r->conn->head_extra);
+        sl_limit_headers(res, sl_conn_head_extra(r->conn));
     if (res->allowed) {
         proceed(r);
         return;
     }
     if (r->cfg->metrics)
-        sl_metrics_ratelimited(r->w->metrics, r->enc->name, res->scope ? res->scope : "");
+        sl_metrics_ratelimited(r->x->metrics, r->enc->name, res->scope ? res->scope : "");
     bool budget = res->scope && !strcmp(res->scope, "budget");
     if (r->conn && res->retry_after_s >= 0 && !budget) /* a spent budget does not come back */
-        sl_buf_printf(&r->conn->head_extra, "Retry-After: %d\r\n", res->retry_after_s);
+        sl_buf_printf(sl_conn_head_extra(r->conn), "Retry-After: %d\r\n", res->retry_after_s);
     sl_buf_t *msg = sl_relay_scratch(r);
     if (budget && res->budget_left > 0)
         sl_buf_printf(msg,
@@ -887,7 +887,7 @@ static void admit(sl_relay_t *r)
         sl_conn_peer(r->conn, ip, sizeof ip); /* trusted_proxies applied; cached per request */
     sl_admit_prepare(&r->admit, r->cfg, m, ip, r->req.prompt_bytes,
                      sl_chat_req_max_tokens(&r->req));
-    if (sl_admit_none(&r->admit) || !r->w->app) {
+    if (sl_admit_none(&r->admit) || !r->x->limiter) {
         proceed(r);
         return;
     }
@@ -922,12 +922,12 @@ const sl_chat_req_t *sl_relay_req(const sl_relay_t *r)
 
 bool sl_relay_head_sent(const sl_relay_t *r)
 {
-    return r->conn && r->conn->head_sent;
+    return r->conn && sl_conn_head_sent(r->conn);
 }
 
 void sl_relay_stream_head(sl_relay_t *r, const char *extra)
 {
-    if (!r->conn || r->conn->head_sent)
+    if (!r->conn || sl_conn_head_sent(r->conn))
         return;
     sl_buf_t h;
     sl_buf_init(&h);
@@ -943,7 +943,7 @@ void sl_relay_send(sl_relay_t *r, const void *p, size_t n)
     if (!r->conn)
         return;
     r->t_last_write =
-        (double)uv_now(&r->w->loop); /* the loop's cached clock: no syscall per chunk */
+        (double)uv_now(&r->x->loop); /* the loop's cached clock: no syscall per chunk */
     sl_conn_body(r->conn, p, n);
 }
 

@@ -5,10 +5,10 @@
 
 #include "core/log.h"
 #include "http/router.h"
-#include "server/worker.h"
 #include "policy/budget.h"
 #include "policy/ratelimit.h"
 #include "relay/breaker.h"
+#include "server/worker.h"
 
 void sl_app_init(sl_app_t *app, const char *config_path, sl_config_t *cfg, sl_router_t *router,
                  sl_router_t *(*build_router)(const sl_config_t *cfg))
@@ -69,7 +69,7 @@ int sl_app_reload(sl_app_t *app, sl_buf_t *err)
     uv_mutex_lock(&app->mu);
     warn_restart_only(app->cfg, next);
     for (int i = 0; i < app->nworkers; i++)
-        sl_worker_install(&app->workers[i], next, router);
+        sl_worker_install(app->workers[i], next, router);
     sl_config_unref(app->cfg);
     sl_router_unref(app->router);
     app->cfg = next; /* our refs */

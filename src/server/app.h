@@ -17,7 +17,7 @@ typedef struct sl_store sl_store_t;
 
 typedef struct sl_app {
     const char *config_path; /* borrowed (argv); NULL = the embedded default */
-    sl_worker_t *workers;    /* borrowed: main's array */
+    sl_worker_t **workers;   /* borrowed: main's array */
     int nworkers;
     sl_store_t *store;            /* borrowed */
     struct sl_limiter *limiter;   /* owned: this process's rate-limit buckets, shared by workers */

@@ -1,4 +1,4 @@
-/* Worker threads: accept, flush once per loop turn, drain on stop. */
+/* Worker threads: the thread and its context, accept, flush once per loop turn, drain on stop. */
 #include "server/worker.h"
 
 #include <arpa/inet.h>
@@ -8,16 +8,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/app.h"
-#include "obs/metrics.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "http/router.h"
 #include "net/conn.h"
-#include "store/keys.h"
+#include "obs/metrics.h"
 #include "policy/ratelimit_redis.h"
+#include "server/app.h"
+#include "store/keys.h"
 #include "store/store.h"
-#include "upstream/multi.h"
+#include "upstream/upstream.h"
 
 int sl_worker_listen_fd(const char *host, int port, int *fd_out, int *bound_port)
 {
@@ -62,66 +62,72 @@ int sl_worker_listen_fd(const char *host, int port, int *fd_out, int *bound_port
     return 0;
 }
 
-void sl_worker_schedule(sl_worker_t *w, sl_conn_t *c)
+/* The worker's own: the thread, its listeners and the handles that drive the turn. Everything
+ * code on the thread uses is in x. */
+struct sl_worker {
+    sl_ctx_t x;
+    uv_tcp_t listener;
+    /* observability.metrics.listen: a second listener for /metrics, /healthz and /readyz only,
+     * routed by x.ops_router. Unref'd, so it never holds the loop open; it is closed with the
+     * loop's last handles. */
+    uv_tcp_t ops_listener;
+    int ops_fd;
+    uv_async_t wake; /* another thread asks us to drain and stop, or a reload waits */
+    /* Output is flushed once per loop turn, from two points: after the poll phase (what I/O
+     * callbacks produced) and before it (what timers produced, so it never waits on poll). */
+    uv_check_t flush;
+    uv_prepare_t flush_pre;
+    uv_timer_t drain_timer;
+    uv_thread_t thread;
+    int listen_fd;
+    /* A reload hands the next config here (under next_mu) and wakes the loop. */
+    uv_mutex_t next_mu;
+    sl_config_t *next_cfg;    /* owned ref, or NULL */
+    sl_router_t *next_router; /* owned ref, or NULL */
+    bool stopping;
+    int stop_request; /* atomic: set by sl_worker_stop */
+};
+
+sl_worker_t *sl_worker_new(void)
 {
-    if (c->pending)
-        return;
-    c->pending = true;
-    c->pending_next = w->pending;
-    w->pending = c;
+    return sl_calloc(1, sizeof(sl_worker_t));
 }
 
-static void unlink_pending(sl_worker_t *w, sl_conn_t *c)
+void sl_worker_free(sl_worker_t *w)
 {
-    if (!c->pending)
-        return;
-    for (sl_conn_t **pp = &w->pending; *pp; pp = &(*pp)->pending_next) {
-        if (*pp == c) {
-            *pp = c->pending_next;
-            break;
-        }
-    }
-    c->pending = false;
+    sl_free(w);
+}
+
+sl_ctx_t *sl_worker_ctx(sl_worker_t *w)
+{
+    return &w->x;
 }
 
 static void maybe_finish_drain(sl_worker_t *w);
 
-void sl_worker_conn_gone(sl_worker_t *w, sl_conn_t *c)
+static void on_conn_gone(sl_ctx_t *x)
 {
-    unlink_pending(w, c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-    w->nconns--;
-    if (w->draining)
-        maybe_finish_drain(w);
+    if (x->draining)
+        maybe_finish_drain(x->owner);
 }
 
 /* Runs after every poll phase: everything this turn queued goes out in one write per
  * connection (DESIGN §3.2). */
 static void flush_log(sl_worker_t *w)
 {
-    if (!w->access_log.len)
+    sl_buf_t *log = &w->x.access_log;
+    if (!log->len)
         return;
-    sl_log_batch(w->access_log.data, w->access_log.len);
-    sl_buf_reset(&w->access_log);
-    sl_buf_shrink(&w->access_log, (size_t)64 * 1024);
+    sl_log_batch(log->data, log->len);
+    sl_buf_reset(log);
+    sl_buf_shrink(log, (size_t)64 * 1024);
 }
 
 static void flush_pending(sl_worker_t *w)
 {
-    while (w->pending) {
-        sl_conn_t *c = w->pending;
-        w->pending = c->pending_next;
-        c->pending = false;
-        sl_conn_flush(c);
-    }
+    sl_conns_flush(&w->x);
     flush_log(w); /* one write per turn for every request that ended in it */
-    if (w->draining)
+    if (w->x.draining)
         maybe_finish_drain(w);
 }
 
@@ -138,9 +144,9 @@ static void on_flush_pre(uv_prepare_t *h)
 static void on_connection(uv_stream_t *server, int status)
 {
     sl_worker_t *w = server->data;
-    if (status < 0 || w->draining)
+    if (status < 0 || w->x.draining)
         return;
-    sl_conn_accept(w, server);
+    sl_conn_accept(&w->x, server, server == (uv_stream_t *)&w->ops_listener);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -154,14 +160,13 @@ static void stop_loop(sl_worker_t *w)
     if (w->stopping)
         return;
     w->stopping = true;
-    while (w->conns)
-        sl_conn_close(w->conns); /* cancels what is still in flight */
-    sl_multi_close(w->multi);
-    w->multi = NULL;
-    sl_store_client_close(w->store);
-    w->store = NULL;
-    sl_redis_close(w->redis);
-    w->redis = NULL;
+    sl_conns_close_all(&w->x); /* cancels what is still in flight */
+    sl_upstream_close(w->x.upstream);
+    w->x.upstream = NULL;
+    sl_store_client_close(w->x.store);
+    w->x.store = NULL;
+    sl_redis_close(w->x.redis);
+    w->x.redis = NULL;
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->flush, NULL);
     uv_close((uv_handle_t *)&w->flush_pre, NULL);
@@ -175,13 +180,9 @@ static void maybe_finish_drain(sl_worker_t *w)
         return;
     busy = true;
     /* Idle keep-alive connections have nothing in flight: close them now. */
-    for (sl_conn_t *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->state == SL_CONN_READING && !c->req.started && !c->writing && !c->out.len)
-            sl_conn_close(c);
-    }
+    sl_conns_close_idle(&w->x);
     /* Connections with an answer still going out close themselves once it is written. */
-    if (w->nconns == 0 && !w->stopping)
+    if (w->x.nconns == 0 && !w->stopping)
         stop_loop(w);
     busy = false;
 }
@@ -193,7 +194,7 @@ static void on_cut_grace_over(uv_timer_t *t)
 {
     sl_worker_t *w = t->data;
     sl_log(SL_LOG_WARN, "worker %d: closing %u connection(s) that did not take their last bytes",
-           w->id, w->nconns);
+           w->x.id, w->x.nconns);
     stop_loop(w);
 }
 
@@ -203,16 +204,14 @@ static void on_cut_grace_over(uv_timer_t *t)
 static void on_drain_timeout(uv_timer_t *t)
 {
     sl_worker_t *w = t->data;
-    sl_log(SL_LOG_WARN, "worker %d: drain time over, cutting %u connection(s)", w->id, w->nconns);
-    for (sl_conn_t *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        sl_conn_cut(c);
-    }
+    sl_log(SL_LOG_WARN, "worker %d: drain time over, cutting %u connection(s)", w->x.id,
+           w->x.nconns);
+    sl_conns_cut(&w->x);
     uv_timer_start(&w->drain_timer, on_cut_grace_over, CUT_GRACE_MS, 0);
     maybe_finish_drain(w);
 }
 
-/* A reload left a new config: switch to it. Connections read w->cfg when they start a request,
+/* A reload left a new config: switch to it. Connections read x.cfg when they start a request,
  * so new requests use it; exchanges in flight hold a ref on the old one. */
 static void take_next(sl_worker_t *w)
 {
@@ -224,21 +223,10 @@ static void take_next(sl_worker_t *w)
     uv_mutex_unlock(&w->next_mu);
     if (!cfg)
         return;
-    sl_config_unref(w->cfg);
-    sl_router_unref(w->router);
-    w->cfg = cfg;
-    w->router = router;
-}
-
-const struct sl_keyset *sl_worker_keys(sl_worker_t *w)
-{
-    if (!w->app || !w->app->store)
-        return NULL;
-    /* Always the store's latest: every worker of a process sees a key appear (and go) at the
-     * same moment, never one worker ahead of another. Costs one uncontended lock. */
-    sl_keyset_unref(w->keys);
-    w->keys = sl_store_keys(w->app->store);
-    return w->keys;
+    sl_config_unref(w->x.cfg);
+    sl_router_unref(w->x.router);
+    w->x.cfg = cfg;
+    w->x.router = router;
 }
 
 void sl_worker_install(sl_worker_t *w, sl_config_t *cfg, sl_router_t *router)
@@ -256,44 +244,44 @@ static void on_wake(uv_async_t *a)
 {
     sl_worker_t *w = a->data;
     take_next(w);
-    if (!__atomic_load_n(&w->stop_request, __ATOMIC_ACQUIRE) || w->draining)
+    if (!__atomic_load_n(&w->stop_request, __ATOMIC_ACQUIRE) || w->x.draining)
         return;
-    w->draining = true;
+    w->x.draining = true;
     uv_close((uv_handle_t *)&w->listener, NULL);
-    if (w->cfg->drain_ms)
-        uv_timer_start(&w->drain_timer, on_drain_timeout, w->cfg->drain_ms, 0);
+    if (w->x.cfg->drain_ms)
+        uv_timer_start(&w->drain_timer, on_drain_timeout, w->x.cfg->drain_ms, 0);
     maybe_finish_drain(w);
-    if (!w->cfg->drain_ms && !w->stopping)
+    if (!w->x.cfg->drain_ms && !w->stopping)
         stop_loop(w);
 }
 
 static void run(void *arg)
 {
     sl_worker_t *w = arg;
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_run(&w->x.loop, UV_RUN_DEFAULT);
     flush_log(w);
     /* Anything curl or a straggler left open gets closed so the loop can be freed. */
-    uv_walk(&w->loop, close_walk, NULL);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_walk(&w->x.loop, close_walk, NULL);
+    uv_run(&w->x.loop, UV_RUN_DEFAULT);
     flush_log(w);
-    sl_buf_dispose(&w->access_log);
+    sl_buf_dispose(&w->x.access_log);
 }
 
 void sl_worker_set_ops(sl_worker_t *w, int fd, sl_router_t *router)
 {
     w->ops_fd = fd;
-    w->ops_router = sl_router_ref(router);
+    w->x.ops_router = sl_router_ref(router);
 }
 
 static int listen_ops(sl_worker_t *w)
 {
-    uv_tcp_init(&w->loop, &w->ops_listener);
+    uv_tcp_init(&w->x.loop, &w->ops_listener);
     w->ops_listener.data = w;
     int rc = uv_tcp_open(&w->ops_listener, w->ops_fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&w->ops_listener, 128, on_connection);
     if (rc != 0)
-        sl_log(SL_LOG_ERROR, "worker %d: metrics listen: %s", w->id, uv_strerror(rc));
+        sl_log(SL_LOG_ERROR, "worker %d: metrics listen: %s", w->x.id, uv_strerror(rc));
     uv_unref((uv_handle_t *)&w->ops_listener);
     return rc;
 }
@@ -301,18 +289,27 @@ static int listen_ops(sl_worker_t *w)
 int sl_worker_start(sl_worker_t *w, int id, int fd, sl_config_t *cfg, sl_router_t *router,
                     sl_store_t *store, struct sl_app *app)
 {
-    w->id = id;
+    sl_ctx_t *x = &w->x;
+    x->id = id;
+    x->owner = w;
+    x->conn_gone = on_conn_gone;
     w->listen_fd = fd;
-    w->cfg = sl_config_ref(cfg);
-    w->router = sl_router_ref(router);
-    w->app = app;
-    w->metrics = sl_metrics_new();
+    x->cfg = sl_config_ref(cfg);
+    x->router = sl_router_ref(router);
+    x->app = app;
+    if (app) {
+        x->store_thread = app->store;
+        x->limiter = app->limiter;
+        x->budgets = app->budgets;
+        x->breakers = app->breakers;
+    }
+    x->metrics = sl_metrics_new();
     uv_mutex_init(&w->next_mu);
-    uv_loop_init(&w->loop);
-    w->multi = sl_multi_new(&w->loop);
-    w->store = store ? sl_store_client_new(store, &w->loop) : NULL;
-    w->redis = cfg->redis_url ? sl_redis_new(&w->loop, cfg->redis_url) : NULL;
-    uv_tcp_init(&w->loop, &w->listener);
+    uv_loop_init(&x->loop);
+    x->upstream = sl_upstream_new(&x->loop);
+    x->store = store ? sl_store_client_new(store, &x->loop) : NULL;
+    x->redis = cfg->redis_url ? sl_redis_new(&x->loop, cfg->redis_url) : NULL;
+    uv_tcp_init(&x->loop, &w->listener);
     w->listener.data = w;
     int rc = uv_tcp_open(&w->listener, fd);
     if (rc == 0)
@@ -321,21 +318,21 @@ int sl_worker_start(sl_worker_t *w, int id, int fd, sl_config_t *cfg, sl_router_
         sl_log(SL_LOG_ERROR, "worker %d: listen: %s", id, uv_strerror(rc));
         return SL_EINTERNAL;
     }
-    if (rc == 0 && w->ops_router)
+    if (rc == 0 && x->ops_router)
         rc = listen_ops(w);
     if (rc != 0)
         return SL_EINTERNAL;
-    uv_async_init(&w->loop, &w->wake, on_wake);
+    uv_async_init(&x->loop, &w->wake, on_wake);
     w->wake.data = w;
-    uv_check_init(&w->loop, &w->flush);
+    uv_check_init(&x->loop, &w->flush);
     w->flush.data = w;
     uv_check_start(&w->flush, on_flush);
     uv_unref((uv_handle_t *)&w->flush);
-    uv_prepare_init(&w->loop, &w->flush_pre);
+    uv_prepare_init(&x->loop, &w->flush_pre);
     w->flush_pre.data = w;
     uv_prepare_start(&w->flush_pre, on_flush_pre);
     uv_unref((uv_handle_t *)&w->flush_pre);
-    uv_timer_init(&w->loop, &w->drain_timer);
+    uv_timer_init(&x->loop, &w->drain_timer);
     w->drain_timer.data = w;
     if (uv_thread_create(&w->thread, run, w) != 0)
         return SL_EINTERNAL;
@@ -350,19 +347,23 @@ void sl_worker_stop(sl_worker_t *w)
 
 void sl_worker_join(sl_worker_t *w)
 {
+    sl_ctx_t *x = &w->x;
     uv_thread_join(&w->thread);
-    (void)uv_loop_close(&w->loop); /* every handle was closed in run() */
-    sl_metrics_free(w->metrics);
-    w->metrics = NULL;
-    sl_keyset_unref(w->keys);
-    w->keys = NULL;
-    sl_config_unref(w->cfg);
+    (void)uv_loop_close(&x->loop); /* every handle was closed in run() */
+    for (int i = 0; i < SL_CTX_SLOTS; i++)
+        if (x->slot[i] && x->free_slot[i])
+            x->free_slot[i](x->slot[i]);
+    sl_metrics_free(x->metrics);
+    x->metrics = NULL;
+    sl_keyset_unref(x->keys);
+    x->keys = NULL;
+    sl_config_unref(x->cfg);
     sl_config_unref(w->next_cfg);
-    sl_router_unref(w->router);
+    sl_router_unref(x->router);
     sl_router_unref(w->next_router);
-    sl_router_unref(w->ops_router);
-    w->ops_router = NULL;
+    sl_router_unref(x->ops_router);
+    x->ops_router = NULL;
     uv_mutex_destroy(&w->next_mu);
-    w->cfg = w->next_cfg = NULL;
-    w->router = w->next_router = NULL;
+    x->cfg = w->next_cfg = NULL;
+    x->router = w->next_router = NULL;
 }

@@ -10,8 +10,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/tokens.h"
-#include "store/pg.h"
 #include "store/db_sql.h"
+#include "store/pg.h"
 
 /* A lost server is tried again at most this often; between tries calls fail at once, so the
  * store thread keeps draining its queue (counting drops) instead of hanging on connects. */

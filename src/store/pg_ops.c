@@ -6,8 +6,8 @@
 
 #include "core/alloc.h"
 #include "core/tokens.h"
-#include "store/pg.h"
 #include "store/db_sql.h"
+#include "store/pg.h"
 
 const sl_pg_stmt_t sl_pg_stmts[SL_PG_COUNT] = {
     [SL_PG_USAGE] =

@@ -2,13 +2,9 @@
  * bounded queue, the thread runs whatever is waiting as one batch (one transaction) through
  * the database backend (db.h: SQLite or PostgreSQL), and answers travel back to each worker's
  * own loop through its client. Between batches, and at least every SL_KEYS_REFRESH_MS, the
- * thread also rebuilds the API-key snapshot that workers read without waiting.
- *
- * Who frees an op: whoever holds it when it is finished with. Posting hands it to the store
- * queue (or, when refused, straight to the client's reply queue); the store thread runs it and
- * frees it, or moves a query's answer to the client's reply queue; the client's loop delivers
- * and frees it. Cancelling only sets a flag: every holder checks it, and the last check is on
- * the client's loop, the thread that cancels, so a cancelled op's callback can never run. */
+ * thread also rebuilds the API-key snapshot that workers read without waiting. The ops
+ * themselves, and the client end that delivers their answers, are in store_ops.c; who frees an
+ * op is written in store_op.h. */
 #include "store/store.h"
 
 #include <sqlite3.h>
@@ -22,85 +18,14 @@
 #include "store/db_sql.h"
 #include "store/keys.h"
 #include "store/keyset.h"
+#include "store/store_op.h"
 
 /* A burst of failures (queue full under load, disk full) logs one line per interval rather
  * than one per row; sl_store_dropped keeps the exact count. */
 #define DROP_LOG_INTERVAL_MS 10000
 
-typedef enum {
-    OP_USAGE,
-    OP_APPEND,
-    OP_LOAD,
-    OP_STATS,
-    OP_USAGE_QUERY,
-    OP_RAG_SYNC,  /* rag: bring the corpus index in line (a write) */
-    OP_RAG_QUERY, /* rag: cache, retrieval, rerank (a query) */
-    OP_RAG_PUT,   /* rag: keep an answer in the cache (a write) */
-} op_kind_t;
-
-struct sl_store_op {
-    sl_store_op_t *next;  /* weak: link in whichever queue or batch holds the op */
-    sl_store_t *s;        /* borrowed: the store outlives its ops */
-    sl_store_client_t *c; /* counted in c->refs until the op is freed; NULL for an op posted
-                             without a client (sl_store_rag_sync), which never answers */
-    op_kind_t kind;
-    int cancelled; /* atomic: set on the client's loop; holders discard instead of answering */
-    unsigned max_turns;
-    int64_t ts;
-    /* Strings point into text[], copied when posted. */
-    const char *session_id, *owner, *user_msg, *assistant_msg, *user_id;
-    sl_usage_record_t rec;
-    sl_usage_query_t query;
-    sl_session_load_cb load_cb;
-    sl_stats_cb stats_cb;
-    sl_usage_query_cb usage_cb;
-    sl_rag_cb rag_cb;
-    sl_rag_query_t rag; /* strings point into text[] */
-    double t_posted;    /* sl_now_ms() when posted: the rag cache phase counts the wait */
-    void *ud;           /* borrowed: the caller's, handed back to its callback */
-    /* Results, written by the store thread before the op is queued back. */
-    int err;
-    bool found;
-    json_t *messages;      /* owned until handed to load_cb */
-    sl_user_stats_t *rows; /* owned */
-    sl_usage_sum_t *sums;  /* owned */
-    json_t *result;        /* owned until handed to rag_cb */
-    size_t nrows;          /* of rows or sums */
-    char text[];
-};
-
-struct sl_store_client {
-    uv_async_t async;           /* wakes the worker's loop when replies are queued */
-    sl_store_t *s;              /* borrowed: outlives us because stop requires clients closed */
-    unsigned refs;              /* atomic: 1 for the async handle until its close cb, 1 per op */
-    sl_store_op_t *head, *tail; /* owned: answers waiting for the loop; under s->mu */
-    bool closed;                /* under s->mu (written on the loop): no more replies queued */
-};
-
 #define WRITE_BATCH     512               /* this many queued writes go at once */
 #define WRITE_LINGER_NS (20ull * 1000000) /* else writes wait this long to share a commit */
-
-struct sl_store {
-    uv_mutex_t mu;
-    uv_cond_t wake; /* signalled when ops are queued or stop begins */
-    uv_thread_t thread;
-    sl_store_op_t *head, *tail; /* owned: waiting ops, oldest first; under mu */
-    size_t queued, cap;         /* under mu */
-    bool stopping;              /* under mu */
-    bool has_query;             /* under mu: a worker waits on something queued */
-    unsigned open_clients;      /* under mu; must be 0 when stop frees us */
-    sl_db_t *db;                /* owned; only the store thread touches it once started */
-    uv_mutex_t keys_mu;         /* guards keys alone, so readers never wait on the queue */
-    sl_keyset_t *keys;          /* owned (one ref); under keys_mu; never NULL once started */
-    bool keys_stale;            /* store thread only: the last refresh failed */
-    uint64_t dropped;           /* atomic */
-    int64_t next_log_ms;        /* atomic: when the next drop may be logged */
-    /* rag corpus: store thread only once started */
-    char *sqlite_path; /* owned; where the corpus lives when the backend is not SQLite */
-    sqlite3 *corpus;   /* the backend's connection (borrowed) or one of its own (owned) */
-    bool corpus_owned; /* corpus is ours to close */
-    uint64_t rag_gen;  /* the config generation whose corpus was last synced; 0 = none */
-};
 
 /* ---- ops and their lifetime ---- */
 
@@ -116,44 +41,11 @@ static void fifo_push(sl_store_op_t **head, sl_store_op_t **tail, sl_store_op_t 
 
 static bool is_query(const sl_store_op_t *op)
 {
-    return op->kind == OP_LOAD || op->kind == OP_STATS || op->kind == OP_USAGE_QUERY ||
-           op->kind == OP_RAG_QUERY;
+    return op->kind == SL_STORE_OP_LOAD || op->kind == SL_STORE_OP_STATS ||
+           op->kind == SL_STORE_OP_USAGE_QUERY || op->kind == SL_STORE_OP_RAG_QUERY;
 }
 
-static bool is_cancelled(const sl_store_op_t *op)
-{
-    return __atomic_load_n(&op->cancelled, __ATOMIC_ACQUIRE);
-}
-
-static size_t text_size(const char *s)
-{
-    return s ? strlen(s) + 1 : 0;
-}
-
-/* Copies s to *at and moves *at past it; NULL stays NULL. */
-static const char *copy_text(char **at, const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *p = *at;
-    memcpy(p, s, n);
-    *at += n;
-    return p;
-}
-
-static sl_store_op_t *op_new(sl_store_client_t *c, op_kind_t kind, size_t text_len)
-{
-    sl_store_op_t *op = sl_calloc(1, sizeof *op + text_len);
-    op->c = c;
-    op->s = c->s;
-    op->kind = kind;
-    op->t_posted = sl_now_ms();
-    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
-    return op;
-}
-
-static void client_unref(sl_store_client_t *c)
+void sl_store_client_unref(sl_store_client_t *c)
 {
     /* The last reference goes either in the close callback or with the last op the store
      * thread discards; whichever it is, nothing touches c after. */
@@ -161,22 +53,22 @@ static void client_unref(sl_store_client_t *c)
         sl_free(c);
 }
 
-static void op_free(sl_store_op_t *op)
+void sl_store_op_free(sl_store_op_t *op)
 {
     json_decref(op->messages);
     sl_free(op->rows);
     sl_free(op->sums);
     json_decref(op->result);
     if (op->c)
-        client_unref(op->c);
+        sl_store_client_unref(op->c);
     sl_free(op);
 }
 
-static void free_list(sl_store_op_t *op)
+void sl_store_op_free_list(sl_store_op_t *op)
 {
     while (op) {
         sl_store_op_t *next = op->next;
-        op_free(op);
+        sl_store_op_free(op);
         op = next;
     }
 }
@@ -204,10 +96,10 @@ static void count_drop(sl_store_t *s, uint64_t n, const char *why)
 /* Queues an answered op for its client's loop. Returns false, and the caller frees the op,
  * when nobody wants the answer. mu is held, so a close cannot slip in between the check and
  * the send (libuv forbids uv_async_send racing uv_close). */
-static bool reply_locked(sl_store_op_t *op)
+bool sl_store_reply_locked(sl_store_op_t *op)
 {
     sl_store_client_t *c = op->c;
-    if (c->closed || is_cancelled(op))
+    if (c->closed || sl_store_op_cancelled(op))
         return false;
     fifo_push(&c->head, &c->tail, op);
     /* Fails only on a handle that is not an async; several sends coalesce into one wakeup. */
@@ -215,49 +107,9 @@ static bool reply_locked(sl_store_op_t *op)
     return true;
 }
 
-static void deliver(sl_store_op_t *op)
-{
-    if (op->kind == OP_STATS) {
-        op->stats_cb(op->ud, op->err, op->rows, op->nrows);
-        return;
-    }
-    if (op->kind == OP_USAGE_QUERY) {
-        op->usage_cb(op->ud, op->err, op->sums, op->nrows);
-        return;
-    }
-    if (op->kind == OP_RAG_QUERY) {
-        json_t *res = op->result ? op->result : json_object();
-        op->result = NULL;
-        op->rag_cb(op->ud, op->err, res);
-        return;
-    }
-    /* The callee always gets an array to decref, even for a refused or failed load. */
-    json_t *m = op->messages ? op->messages : json_array();
-    op->messages = NULL;
-    op->load_cb(op->ud, op->err, op->err ? false : op->found, m);
-}
-
-static void on_replies(uv_async_t *a)
-{
-    sl_store_client_t *c = a->data;
-    uv_mutex_lock(&c->s->mu);
-    sl_store_op_t *op = c->head;
-    c->head = c->tail = NULL;
-    uv_mutex_unlock(&c->s->mu);
-    /* c outlives this loop: the async handle's reference goes only in its close callback. */
-    while (op) {
-        sl_store_op_t *next = op->next;
-        /* A callback may cancel a later op or close the client: no callback after either. */
-        if (!c->closed && !is_cancelled(op))
-            deliver(op);
-        op_free(op);
-        op = next;
-    }
-}
-
 /* ---- posting: worker → store thread ---- */
 
-static void post(sl_store_op_t *op)
+void sl_store_post(sl_store_op_t *op)
 {
     sl_store_t *s = op->s;
     bool answered = false;
@@ -278,164 +130,14 @@ static void post(sl_store_op_t *op)
         /* A refused query still answers on the loop, never inside the call that posted it:
          * the caller has not even got its op handle yet. */
         op->err = SL_EUNAVAIL;
-        answered = reply_locked(op);
+        answered = sl_store_reply_locked(op);
     }
     uv_mutex_unlock(&s->mu);
     if (queued)
         return;
     count_drop(s, 1, stopping ? "operation posted after stop" : "queue full");
     if (!answered)
-        op_free(op);
-}
-
-void sl_store_usage(sl_store_client_t *c, const sl_usage_record_t *rec)
-{
-    const char *const strs[] = {rec->request_id, rec->key_name, rec->user_id, rec->dialect,
-                                rec->model,      rec->provider, rec->tags};
-    size_t len = 0;
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        len += text_size(strs[i]);
-    sl_store_op_t *op = op_new(c, OP_USAGE, len);
-    char *at = op->text;
-    op->rec = *rec;
-    op->rec.request_id = copy_text(&at, rec->request_id);
-    op->rec.key_name = copy_text(&at, rec->key_name);
-    op->rec.user_id = copy_text(&at, rec->user_id);
-    op->rec.dialect = copy_text(&at, rec->dialect);
-    op->rec.model = copy_text(&at, rec->model);
-    op->rec.provider = copy_text(&at, rec->provider);
-    op->rec.tags = copy_text(&at, rec->tags);
-    post(op);
-}
-
-/* An op carrying a session id, owner and up to two messages, stamped now. */
-static sl_store_op_t *session_op(sl_store_client_t *c, op_kind_t kind, const char *session_id,
-                                 const char *owner, const char *user_msg, const char *assistant_msg)
-{
-    size_t len =
-        text_size(session_id) + text_size(owner) + text_size(user_msg) + text_size(assistant_msg);
-    sl_store_op_t *op = op_new(c, kind, len);
-    char *at = op->text;
-    op->session_id = copy_text(&at, session_id);
-    op->owner = copy_text(&at, owner);
-    op->user_msg = copy_text(&at, user_msg);
-    op->assistant_msg = copy_text(&at, assistant_msg);
-    op->ts = sl_wall_s();
-    return op;
-}
-
-void sl_store_session_append(sl_store_client_t *c, const char *session_id, const char *owner,
-                             const char *user_msg, const char *assistant_msg)
-{
-    post(session_op(c, OP_APPEND, session_id, owner, user_msg, assistant_msg));
-}
-
-sl_store_op_t *sl_store_session_load(sl_store_client_t *c, const char *session_id,
-                                     const char *owner, unsigned max_turns, sl_session_load_cb cb,
-                                     void *ud)
-{
-    sl_store_op_t *op = session_op(c, OP_LOAD, session_id, owner, NULL, NULL);
-    op->max_turns = max_turns;
-    op->load_cb = cb;
-    op->ud = ud;
-    post(op);
-    return op;
-}
-
-sl_store_op_t *sl_store_user_stats(sl_store_client_t *c, const char *user_id, sl_stats_cb cb,
-                                   void *ud)
-{
-    return sl_store_user_stats_key(c, user_id, NULL, cb, ud);
-}
-
-sl_store_op_t *sl_store_user_stats_key(sl_store_client_t *c, const char *user_id,
-                                       const char *key_name, sl_stats_cb cb, void *ud)
-{
-    sl_store_op_t *op = op_new(c, OP_STATS, text_size(user_id) + text_size(key_name));
-    char *at = op->text;
-    op->user_id = copy_text(&at, user_id);
-    op->query.key_name = copy_text(&at, key_name); /* the stats' key filter */
-    op->stats_cb = cb;
-    op->ud = ud;
-    post(op);
-    return op;
-}
-
-/* Answers a query with err without running it, on the client's loop like any answer. */
-static void refuse(sl_store_op_t *op, int err)
-{
-    sl_store_t *s = op->s;
-    uv_mutex_lock(&s->mu);
-    op->err = err;
-    bool answered = reply_locked(op);
-    uv_mutex_unlock(&s->mu);
-    if (!answered)
-        op_free(op);
-}
-
-sl_store_op_t *sl_store_usage_query(sl_store_client_t *c, const sl_usage_query_t *q,
-                                    sl_usage_query_cb cb, void *ud)
-{
-    size_t len = text_size(q->key_name) + text_size(q->user_id) + text_size(q->model) +
-                 text_size(q->group_by);
-    sl_store_op_t *op = op_new(c, OP_USAGE_QUERY, len);
-    char *at = op->text;
-    op->query = *q;
-    op->query.key_name = copy_text(&at, q->key_name);
-    op->query.user_id = copy_text(&at, q->user_id);
-    op->query.model = copy_text(&at, q->model);
-    op->query.group_by = copy_text(&at, q->group_by);
-    op->usage_cb = cb;
-    op->ud = ud;
-    /* The backends build their SQL from the group's name: only known ones get that far. */
-    if (sl_db_group(q->group_by) < 0)
-        refuse(op, SL_EINVAL);
-    else
-        post(op);
-    return op;
-}
-
-void sl_store_rag_sync(sl_store_t *s, const char *dir, uint64_t generation)
-{
-    sl_store_op_t *op = sl_calloc(1, sizeof *op + text_size(dir));
-    op->s = s;
-    op->kind = OP_RAG_SYNC;
-    char *at = op->text;
-    op->rag.corpus = copy_text(&at, dir);
-    op->rag.generation = generation;
-    post(op);
-}
-
-sl_store_op_t *sl_store_rag_query(sl_store_client_t *c, const sl_rag_query_t *q, sl_rag_cb cb,
-                                  void *ud)
-{
-    size_t len = text_size(q->corpus) + text_size(q->question) + text_size(q->cache_key);
-    sl_store_op_t *op = op_new(c, OP_RAG_QUERY, len);
-    char *at = op->text;
-    op->rag = *q;
-    op->rag.corpus = copy_text(&at, q->corpus);
-    op->rag.question = copy_text(&at, q->question);
-    op->rag.cache_key = copy_text(&at, q->cache_key);
-    op->rag_cb = cb;
-    op->ud = ud;
-    post(op);
-    return op;
-}
-
-void sl_store_rag_cache_put(sl_store_client_t *c, const char *key, const char *value)
-{
-    sl_store_op_t *op = op_new(c, OP_RAG_PUT, text_size(key) + text_size(value));
-    char *at = op->text;
-    op->rag.cache_key = copy_text(&at, key);
-    op->user_msg = copy_text(&at, value);
-    op->ts = sl_wall_s();
-    post(op);
-}
-
-void sl_store_op_cancel(sl_store_op_t *op)
-{
-    if (op)
-        __atomic_store_n(&op->cancelled, 1, __ATOMIC_RELEASE);
+        sl_store_op_free(op);
 }
 
 /* ---- the store thread ---- */
@@ -527,13 +229,13 @@ static int run_rag(sl_store_t *s, sl_store_op_t *op)
     sl_buf_init(&err);
     sqlite3 *db = corpus_db(s, &err);
     int rc = db ? 0 : SL_EUNAVAIL;
-    if (db && op->kind == OP_RAG_SYNC)
+    if (db && op->kind == SL_STORE_OP_RAG_SYNC)
         rc = rag_sync(s, db, op->rag.corpus, op->rag.generation, &err);
-    else if (db && op->kind == OP_RAG_QUERY)
+    else if (db && op->kind == SL_STORE_OP_RAG_QUERY)
         rc = op->err = rag_query(s, db, op, &err);
     else if (db)
         rc = sl_corpus_cache_put(db, op->rag.cache_key, op->user_msg, op->ts, &err);
-    if (rc && op->kind == OP_RAG_QUERY)
+    if (rc && op->kind == SL_STORE_OP_RAG_QUERY)
         op->err = rc;
     if (rc) /* what the batch's drop count logs */
         snprintf(s->db->errmsg, sizeof s->db->errmsg, "%s", err.data ? err.data : "rag failed");
@@ -544,21 +246,21 @@ static int run_rag(sl_store_t *s, sl_store_op_t *op)
 static int run_op(sl_store_t *s, sl_db_t *db, sl_store_op_t *op)
 {
     switch (op->kind) {
-    case OP_RAG_SYNC:
-    case OP_RAG_QUERY:
-    case OP_RAG_PUT: return run_rag(s, op);
-    case OP_USAGE: return db->ops->usage_insert(db, &op->rec);
-    case OP_APPEND:
+    case SL_STORE_OP_RAG_SYNC:
+    case SL_STORE_OP_RAG_QUERY:
+    case SL_STORE_OP_RAG_PUT: return run_rag(s, op);
+    case SL_STORE_OP_USAGE: return db->ops->usage_insert(db, &op->rec);
+    case SL_STORE_OP_APPEND:
         return db->ops->session_append(db, op->session_id, op->owner, op->user_msg,
                                        op->assistant_msg, op->ts);
-    case OP_LOAD:
+    case SL_STORE_OP_LOAD:
         op->err = db->ops->session_load(db, op->session_id, op->owner, op->max_turns, &op->found,
                                         &op->messages);
         return op->err;
-    case OP_STATS:
+    case SL_STORE_OP_STATS:
         op->err = db->ops->user_stats(db, op->user_id, op->query.key_name, &op->rows, &op->nrows);
         return op->err;
-    case OP_USAGE_QUERY:
+    case SL_STORE_OP_USAGE_QUERY:
         op->err = db->ops->usage_query(db, &op->query, &op->sums, &op->nrows);
         return op->err;
     }
@@ -598,7 +300,7 @@ static void run_batch(sl_store_t *s, sl_store_op_t *batch)
     bool txn = count_writes(batch) > 0 && begin(s, batch);
     uint64_t written = 0; /* writes in the open transaction, lost with it if it rolls back */
     for (sl_store_op_t *op = batch; op; op = op->next) {
-        if (is_query(op) ? is_cancelled(op) : !txn)
+        if (is_query(op) ? sl_store_op_cancelled(op) : !txn)
             continue;
         int err = run_op(s, s->db, op);
         if (!err) {
@@ -626,7 +328,7 @@ static sl_store_op_t *answer_locked(sl_store_op_t *batch)
     while (batch) {
         sl_store_op_t *op = batch;
         batch = op->next;
-        if (is_query(op) && reply_locked(op))
+        if (is_query(op) && sl_store_reply_locked(op))
             continue;
         op->next = trash;
         trash = op;
@@ -714,7 +416,7 @@ static void store_main(void *arg)
             uv_mutex_lock(&s->mu);
             sl_store_op_t *trash = answer_locked(batch);
             uv_mutex_unlock(&s->mu);
-            free_list(trash);
+            sl_store_op_free_list(trash);
         }
         /* Checked after every batch too, so a busy queue cannot starve the refresh. */
         if (sl_now_ms() >= refresh_at) {
@@ -821,43 +523,4 @@ sl_keyset_t *sl_store_keys(sl_store_t *s)
 uint64_t sl_store_dropped(const sl_store_t *s)
 {
     return __atomic_load_n(&s->dropped, __ATOMIC_RELAXED);
-}
-
-sl_store_client_t *sl_store_client_new(sl_store_t *s, uv_loop_t *loop)
-{
-    sl_store_client_t *c = sl_calloc(1, sizeof *c);
-    c->s = s;
-    c->refs = 1;
-    int rc = uv_async_init(loop, &c->async, on_replies);
-    if (rc != 0) {
-        sl_log(SL_LOG_ERROR, "store: cannot create a client: %s", uv_strerror(rc));
-        sl_free(c);
-        return NULL;
-    }
-    c->async.data = c;
-    uv_mutex_lock(&s->mu);
-    s->open_clients++;
-    uv_mutex_unlock(&s->mu);
-    return c;
-}
-
-static void on_client_closed(uv_handle_t *h)
-{
-    client_unref(h->data);
-}
-
-void sl_store_client_close(sl_store_client_t *c)
-{
-    if (!c)
-        return;
-    sl_store_t *s = c->s;
-    uv_mutex_lock(&s->mu);
-    SL_ASSERT(!c->closed);
-    c->closed = true; /* from here the store thread discards this client's answers */
-    s->open_clients--;
-    sl_store_op_t *pending = c->head;
-    c->head = c->tail = NULL;
-    uv_mutex_unlock(&s->mu);
-    free_list(pending); /* the handle's reference keeps c alive through this */
-    uv_close((uv_handle_t *)&c->async, on_client_closed);
 }

@@ -9,7 +9,6 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/log.h"
-#include "upstream/multi.h"
 #include "upstream/xfer_transport.h"
 
 #define IDLE_PER_HOST 256   /* idle connections kept per upstream address */
@@ -608,7 +607,7 @@ static void build_head(h1_req_t *r, const sl_h1_target_t *t, const struct curl_s
 
 static int h1_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
 {
-    sl_h1_pool_t *p = sl_multi_h1(w->multi);
+    sl_h1_pool_t *p = w->h1;
     sl_h1_target_t t;
     if (!p || p->closing || !sl_h1_eligible(w->url, &p->env, &t))
         return SL_EAGAIN;

@@ -3,7 +3,6 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
-#include "upstream/h1.h"
 
 typedef struct xfer xfer_t;
 
@@ -14,8 +13,7 @@ struct sl_multi {
     xfer_t *xfers;        /* transfers in progress, so close can end the ones still running */
     CURL *pool[POOL_MAX]; /* owned: reset handles ready for reuse */
     size_t npool;
-    sl_h1_pool_t *h1; /* owned: the built-in client's connections, closed with us */
-    uv_loop_t *loop;  /* borrowed: the worker's */
+    uv_loop_t *loop; /* borrowed: the worker's */
     uv_timer_t timer;
     int closing;
 };
@@ -127,7 +125,6 @@ sl_multi_t *sl_multi_new(uv_loop_t *loop)
 {
     sl_multi_t *m = sl_calloc(1, sizeof *m);
     m->loop = loop;
-    m->h1 = sl_h1_pool_new(loop);
     m->curlm = curl_multi_init();
     uv_timer_init(loop, &m->timer);
     m->timer.data = m;
@@ -149,8 +146,6 @@ void sl_multi_close(sl_multi_t *m)
 {
     if (!m)
         return;
-    sl_h1_pool_close(m->h1);
-    m->h1 = NULL;
     /* A transfer can outlive its exchange (reading the last bytes after [DONE]): its owner
      * hears CURLE_ABORTED_BY_CALLBACK and removes it, as it would on any other end. */
     while (m->xfers) {
@@ -208,11 +203,6 @@ void sl_multi_remove(sl_multi_t *m, CURL *easy)
     if (x)
         unlink_xfer(m, x);
     sl_free(x);
-}
-
-sl_h1_pool_t *sl_multi_h1(sl_multi_t *m)
-{
-    return m->h1;
 }
 
 CURL *sl_multi_easy(sl_multi_t *m)

@@ -10,7 +10,6 @@
 #include "core/err.h"
 
 typedef struct sl_multi sl_multi_t;
-struct sl_h1_pool;
 
 /* Called once per transfer when curl finished it (result is CURLE_OK or the failure). */
 typedef void (*sl_multi_done_cb)(void *ud, CURLcode result);
@@ -26,9 +25,6 @@ CURL *sl_multi_easy(sl_multi_t *m);
 /* Gives a handle back (already removed from the multi); it is reset, or cleaned up when the
  * pool is full. */
 void sl_multi_easy_done(sl_multi_t *m, CURL *easy);
-/* The worker's pool of built-in HTTP/1.1 client connections (upstream/h1.h), closed with the
- * multi. NULL after close. */
-struct sl_h1_pool *sl_multi_h1(sl_multi_t *m);
 /* Starts a transfer; ud is handed back to done. */
 SL_MUST_CHECK int sl_multi_add(sl_multi_t *m, CURL *easy, sl_multi_done_cb done, void *ud);
 /* Stops a transfer at once (closing its connection if it was mid-response). Never call it from

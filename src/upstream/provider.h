@@ -10,7 +10,7 @@
 #include "config/config.h"
 #include "core/err.h"
 
-typedef struct sl_multi sl_multi_t;
+typedef struct sl_upstream sl_upstream_t;
 
 typedef struct sl_upstream_sink {
     /* Delivers one event. After a terminal event (ERROR, END) the provider emits nothing more. */
@@ -21,8 +21,8 @@ typedef struct sl_upstream_sink {
 } sl_upstream_sink_t;
 
 typedef struct sl_upstream_call {
-    uv_loop_t *loop;   /* the worker's */
-    sl_multi_t *multi; /* the worker's */
+    uv_loop_t *loop;         /* the worker's */
+    sl_upstream_t *upstream; /* the worker's transports */
     const sl_config_t *cfg;
     const sl_provider_cfg_t *provider;
     const sl_target_cfg_t *target;

@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "upstream/upstream.h"
 #include "upstream/xfer_transport.h"
 
 #define MAX_ERROR_BODY ((size_t)64 * 1024)
@@ -299,7 +300,8 @@ static int start_transport(sl_xfer_t *x, const sl_upstream_call_t *call, sl_xfer
         .body = req->body,
         .connect_ms = call->cfg->connect_ms,
         .loop = call->loop,
-        .multi = call->multi,
+        .multi = call->upstream->multi,
+        .h1 = call->upstream->h1,
     };
     int rc = SL_EAGAIN;
     for (size_t i = 0; rc == SL_EAGAIN && i < sizeof transports / sizeof *transports; i++) {

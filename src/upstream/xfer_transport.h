@@ -15,6 +15,7 @@
 
 typedef struct sl_xfer sl_xfer_t;
 typedef struct sl_multi sl_multi_t;
+typedef struct sl_h1_pool sl_h1_pool_t;
 
 /* How a transfer ended, as far as the wire is concerned. */
 typedef enum sl_xfer_result {
@@ -38,7 +39,8 @@ typedef struct sl_xfer_wire {
     sl_buf_t body;              /* moved to the transport on success */
     uint64_t connect_ms;        /* 0 = none */
     uv_loop_t *loop;            /* borrowed: the worker's */
-    sl_multi_t *multi;          /* borrowed: the worker's */
+    sl_multi_t *multi;          /* borrowed: the worker's curl multi (xfer_curl) */
+    sl_h1_pool_t *h1;           /* borrowed: the worker's built-in client pool (h1) */
 } sl_xfer_wire_t;
 
 typedef struct sl_xfer_transport {

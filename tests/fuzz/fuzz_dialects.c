@@ -19,11 +19,12 @@
  * line. */
 #include "fuzz.h"
 
+#include "core/ctx.h"
 #include "dialect/dialect.h"
 #include "http/request.h"
 #include "http/router.h"
 #include "net/conn.h"
-#include "server/worker.h"
+#include "net/conn_int.h" /* the stub below stands in for net/conn.c */
 #include "relay/relay.h"
 #include "store/store.h"
 #include "stub_db.h"
@@ -62,7 +63,7 @@ typedef struct setup {
 } setup_t;
 
 static setup_t setups[2];
-static sl_worker_t worker;
+static sl_ctx_t worker;
 
 /* ---- what the handler did ---- */
 
@@ -172,9 +173,43 @@ const char *sl_conn_tcp_peer(sl_conn_t *c)
     return "127.0.0.1";
 }
 
-const struct sl_keyset *sl_worker_keys(sl_worker_t *w)
+void sl_conn_respond_err(sl_conn_t *c, int err, const char *code, const char *message,
+                         const char *extra)
 {
-    return NULL; /* no issued keys: the config's are the only ones */
+    sl_conn_respond_error(c, sl_err_status(err), sl_err_type(err), code, NULL,
+                          message ? message : sl_strerror(err), extra);
+}
+
+sl_ctx_t *sl_conn_ctx(const sl_conn_t *c)
+{
+    return c->x;
+}
+const sl_http_req_t *sl_conn_request(const sl_conn_t *c)
+{
+    return &c->req;
+}
+sl_buf_t *sl_conn_head_extra(sl_conn_t *c)
+{
+    return &c->head_extra;
+}
+sl_buf_t *sl_conn_log_extra(sl_conn_t *c)
+{
+    return &c->log_extra;
+}
+bool sl_conn_is_ws(const sl_conn_t *c)
+{
+    return c->state == SL_CONN_WS;
+}
+bool sl_conn_ws_busy(const sl_conn_t *c)
+{
+    return c->ws_busy;
+}
+
+/* No store on this worker (x->store_thread is NULL): no issued keys, the config's are the
+ * only ones, so policy/auth never asks for a snapshot. */
+struct sl_keyset *sl_store_keys(sl_store_t *s)
+{
+    abort();
 }
 
 /* ---- the relay, stubbed: the exchange is checked, then taken (and freed) ---- */
@@ -311,7 +346,8 @@ static void make_setup(setup_t *s, const char *yaml)
             sl_buf_init(&prefix);
             sl_buf_puts(&prefix, d->prefix);
             sl_buf_puts(&prefix, *m);
-            sl_router_add(s->router, prefix.data, dialects[i]->routes, dialects[i]->nroutes);
+            sl_router_add(s->router, prefix.data, dialects[i]->routes, dialects[i]->nroutes,
+                          dialects[i]->route_error);
             sl_buf_dispose(&prefix);
         }
     }
@@ -426,9 +462,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         worker.cfg = s->cfg;
         sl_conn_t c;
         memset(&c, 0, sizeof c);
-        c.w = &worker;
+        c.x = &worker;
         c.state = SL_CONN_HANDLING;
-        sl_router_dispatch(s->router, &c, &hr);
+        c.req = hr; /* moved: handlers read the request through the connection too */
+        size_t plen;
+        const char *path = sl_http_req_path(&c.req, &plen);
+        sl_route_found_t fd;
+        int rc = sl_router_lookup(s->router, sl_http_req_method(&c.req), path, plen, &fd);
+        rec.req = &c.req;
+        if (rc == 0)
+            fd.route->fn(&c, &c.req, &fd.match);
+        else if (fd.on_error)
+            fd.on_error(&c, rc, fd.allow.data);
+        else
+            sl_conn_respond_err(&c, rc, "unknown_url", NULL, fd.allow.data);
+        FUZZ_CHECK((rc == SL_EMETHOD) == (fd.allow.len > 0));
+        sl_buf_dispose(&fd.allow);
+        sl_buf_dispose(&c.head_extra);
+        sl_buf_dispose(&c.log_extra);
+        hr = c.req;
         /* Answered exactly once: a response, an exchange or an upgrade. */
         int answers = rec.responses + rec.exchanges + rec.upgrades;
         if (answers != 1) {

@@ -13,7 +13,7 @@
 
 #include "core/alloc.h"
 #include "upstream/h1.h"
-#include "upstream/multi.h"
+#include "upstream/upstream.h"
 #include "upstream/xfer.h"
 
 /* ---- the fake upstream: answers each complete request with the scenario's bytes ---- */
@@ -169,7 +169,7 @@ typedef struct got {
 } got_t;
 
 static got_t got;
-static sl_multi_t *multi;
+static sl_upstream_t *up;
 static sl_config_t cfg;
 
 static void sink_emit(void *ud, const sl_event_t *ev)
@@ -219,7 +219,7 @@ static sl_xfer_t *start(bool stream)
 {
     sl_buf_dispose(&got.data);
     memset(&got, 0, sizeof got);
-    sl_upstream_call_t call = {.loop = &loop, .multi = multi, .cfg = &cfg, .request_id = "rid"};
+    sl_upstream_call_t call = {.loop = &loop, .upstream = up, .cfg = &cfg, .request_id = "rid"};
     call.sink = (sl_upstream_sink_t){.emit = sink_emit, .congested = sink_congested};
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", srv.port);
@@ -263,7 +263,7 @@ static void settle_pooled(void)
 {
     sl_h1_stats_t s;
     for (int i = 0; i < 500; i++) {
-        sl_h1_pool_stats(sl_multi_h1(multi), &s);
+        sl_h1_pool_stats(up->h1, &s);
         if (s.idle)
             return;
         uv_run(&loop, UV_RUN_ONCE);
@@ -282,7 +282,7 @@ static void scen(const char *resp)
 static int setup(void **state)
 {
     uv_loop_init(&loop);
-    multi = sl_multi_new(&loop);
+    up = sl_upstream_new(&loop);
     memset(&srv, 0, sizeof srv);
     uv_tcp_init(&loop, &srv.tcp);
     struct sockaddr_in a;
@@ -308,7 +308,7 @@ static void close_all(uv_handle_t *h, void *arg)
 
 static int teardown(void **state)
 {
-    sl_multi_close(multi);
+    sl_upstream_close(up);
     uv_close((uv_handle_t *)&srv.tcp, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_walk(&loop, close_all, NULL);
@@ -321,7 +321,7 @@ static int teardown(void **state)
 static sl_h1_stats_t stats(void)
 {
     sl_h1_stats_t s;
-    sl_h1_pool_stats(sl_multi_h1(multi), &s);
+    sl_h1_pool_stats(up->h1, &s);
     return s;
 }
 

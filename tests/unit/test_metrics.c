@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "obs/metrics.h"
 #include "core/alloc.h"
+#include "obs/metrics.h"
 
 #define PROMTOOL_SCRIPT "tests/unit/promtool_check.sh"
 

@@ -1,6 +1,6 @@
-/* Unit tests for policy/ratelimit_redis against a real redis-server on a free loopback port, started by
- * the group (with a password, so AUTH and SELECT run too) and killed and restarted by the
- * outage test. Answers are awaited by running the test's loop until a condition holds or a
+/* Unit tests for policy/ratelimit_redis against a real redis-server on a free loopback port,
+ * started by the group (with a password, so AUTH and SELECT run too) and killed and restarted by
+ * the outage test. Answers are awaited by running the test's loop until a condition holds or a
  * deadline timer fires. */
 #include <setjmp.h>
 #include <stdarg.h>

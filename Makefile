@@ -26,7 +26,7 @@ UNIT    := $(wildcard tests/unit/test_*.c)
 REL     ?= build/release
 ASAN    ?= build/asan
 
-.PHONY: all deps apt-deps run test unit integ asan asan-test bench bench-ops format lint clean check-format \
+.PHONY: all deps apt-deps run test unit integ asan asan-test bench bench-ops format lint layers clean check-format \
         fuzz fuzz-smoke fuzz-build
 
 all: $(REL)/sluice
@@ -100,7 +100,7 @@ FUZZ_SRC_jwt           := src/policy/jwt.c
 FUZZ_SRC_glob          := src/core/glob.c src/store/keys.c src/core/sha256.c
 FUZZ_SRC_h1_url        := src/upstream/h1_url.c
 FUZZ_SRC_client_ip     := src/http/client_ip.c
-FUZZ_SRC_h1_response   := src/upstream/h1.c src/upstream/h1_url.c
+FUZZ_SRC_h1_response   := src/upstream/h1.c src/upstream/h1_url.c src/upstream/headers.c
 FUZZ_SRC_dialects      := $(addprefix src/dialect/,openai.c chat.c monoai.c aichat.c seed.c) \
                           src/http/request.c src/http/router.c src/policy/auth.c \
                           src/policy/jwt.c src/store/keys.c src/store/keyset.c src/core/id.c \
@@ -128,7 +128,14 @@ run: deps $(REL)/sluice
 # Every test: unit + integration, on the release build and again under ASan + UBSan; then the
 # fuzz targets, bounded (fuzz-smoke).
 test: deps $(REL)/sluice $(ASAN)/sluice $(UNIT_REL) $(UNIT_ASAN) $(FUZZ_BINS)
-	@FUZZ_DIR=$(FUZZ) tests/run-all.sh $(REL) $(ASAN)
+	@FUZZ_DIR=$(FUZZ) tests/run-all.sh $(REL) $(ASAN); rc=$$?; \
+	  $(MAKE) --no-print-directory layers && exit $$rc
+
+# The tree's layering stays true (docs/ARCHITECTURE.md, "Layers"): includes point down, no two
+# files call each other, no file over 800 lines; and every DESIGN § a comment cites exists.
+layers: $(REL)/libsluice.a
+	@node scripts/layers.mjs $(REL)
+	@bash scripts/check-design-refs.sh
 
 unit: $(UNIT_REL)
 	@tests/run-all.sh --unit-only $(REL)
@@ -160,7 +167,7 @@ format:
 check-format:
 	clang-format --dry-run -Werror $(FMT_FILES)
 # clang-tidy with the checks in .clang-tidy, plus a ban on the unsafe string functions.
-lint: $(GEN)/web_assets.h
+lint: layers $(GEN)/web_assets.h
 	@! grep -nE '\b(sprintf|strcpy|strtok|atoi|strcat|gets)\s*\(' $(FMT_FILES) || (echo "lint: banned function" && false)
 	clang-tidy --quiet $(filter-out bench/%,$(filter %.c,$(FMT_FILES))) -- $(CFLAGS)
 

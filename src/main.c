@@ -158,8 +158,26 @@ static int start_workers(app_t *app, sl_config_t *cfg, sl_router_t *router, sl_s
     return 0;
 }
 
+/* SLUICE_LOG=debug shows every connection's and exchange's state changes; unknown values are
+ * said and ignored. */
+static void log_level_from_env(void)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    const char *v = getenv("SLUICE_LOG");
+    if (!v || !*v)
+        return;
+    for (int i = 0; i < 4; i++) {
+        if (!strcmp(v, names[i])) {
+            sl_log_set_level((sl_log_level_t)i);
+            return;
+        }
+    }
+    sl_log(SL_LOG_WARN, "SLUICE_LOG=%s: expected debug, info, warn or error; ignored", v);
+}
+
 int main(int argc, char **argv)
 {
+    log_level_from_env();
     const char *config_path = NULL;
     bool check_only = false;
     if (argc > 1 && !strcmp(argv[1], "keys")) {

@@ -60,16 +60,16 @@ static bool metrics_allowed(sl_conn_t *c, const sl_http_req_t *hr)
     if (mode == SL_METRICS_AUTH_NONE || sl_auth_is_admin(cfg, hr))
         return true;
     if (mode == SL_METRICS_AUTH_ADMIN && !cfg->nadmin_keys) {
-        sl_conn_respond_error(c, 403, "invalid_request_error", "admin_disabled", NULL,
-                              "metrics need an admin key: configure auth.admin_keys", NULL);
+        sl_conn_respond_err(c, SL_EFORBIDDEN, "admin_disabled", NULL,
+                            "metrics need an admin key: configure auth.admin_keys", NULL);
         return false;
     }
     if (!sl_auth_has_bearer(hr)) {
-        sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL,
-                              mode == SL_METRICS_AUTH_ADMIN
-                                  ? "an admin key is required (Authorization: Bearer <key>)"
-                                  : "an API key is required (Authorization: Bearer <key>)",
-                              "WWW-Authenticate: Bearer\r\n");
+        sl_conn_respond_err(c, SL_EAUTH, "invalid_api_key", NULL,
+                            mode == SL_METRICS_AUTH_ADMIN
+                                ? "an admin key is required (Authorization: Bearer <key>)"
+                                : "an API key is required (Authorization: Bearer <key>)",
+                            "WWW-Authenticate: Bearer\r\n");
         return false;
     }
     sl_identity_t id;
@@ -80,12 +80,12 @@ static bool metrics_allowed(sl_conn_t *c, const sl_http_req_t *hr)
     if (valid && mode == SL_METRICS_AUTH_KEY)
         return true;
     if (valid)
-        sl_conn_respond_error(c, 403, "invalid_request_error", "forbidden", NULL,
-                              "this key may not read the metrics (an admin key is required)", NULL);
+        sl_conn_respond_err(c, SL_EFORBIDDEN, "forbidden", NULL,
+                            "this key may not read the metrics (an admin key is required)", NULL);
     else
-        sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL,
-                              why ? why : "Incorrect API key provided.",
-                              "WWW-Authenticate: Bearer\r\n");
+        sl_conn_respond_err(c, SL_EAUTH, "invalid_api_key", NULL,
+                            why ? why : "Incorrect API key provided.",
+                            "WWW-Authenticate: Bearer\r\n");
     return false;
 }
 
@@ -93,15 +93,15 @@ static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
 {
     sl_app_t *app = sl_conn_ctx(c)->app;
     if (!sl_conn_ctx(c)->cfg->metrics || !app) {
-        sl_conn_respond_error(c, 404, "invalid_request_error", "metrics_disabled", NULL,
-                              "metrics are disabled (observability.metrics: false)", NULL);
+        sl_conn_respond_err(c, SL_ENOTFOUND, "metrics_disabled", NULL,
+                            "metrics are disabled (observability.metrics: false)", NULL);
         return;
     }
     if (sl_conn_ctx(c)->ops_router && !sl_conn_is_ops(c)) {
-        sl_conn_respond_error(c, 404, "invalid_request_error", "not_found", NULL,
-                              "metrics are served on their own listener "
-                              "(observability.metrics.listen)",
-                              NULL);
+        sl_conn_respond_err(c, SL_ENOTFOUND, "not_found", NULL,
+                            "metrics are served on their own listener "
+                            "(observability.metrics.listen)",
+                            NULL);
         return;
     }
     if (!metrics_allowed(c, hr))
@@ -140,14 +140,14 @@ static bool admin_ok(sl_conn_t *c, const sl_http_req_t *hr)
     const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const char *h = sl_http_req_header(hr, "authorization");
     if (!cfg->nadmin_keys) {
-        sl_conn_respond_error(c, 403, "invalid_request_error", "admin_disabled", NULL,
-                              "the admin API is disabled: configure auth.admin_keys", NULL);
+        sl_conn_respond_err(c, SL_EFORBIDDEN, "admin_disabled", NULL,
+                            "the admin API is disabled: configure auth.admin_keys", NULL);
         return false;
     }
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
-        sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL,
-                              "an admin key is required (Authorization: Bearer <key>)",
-                              "WWW-Authenticate: Bearer\r\n");
+        sl_conn_respond_err(c, SL_EAUTH, "invalid_api_key", NULL,
+                            "an admin key is required (Authorization: Bearer <key>)",
+                            "WWW-Authenticate: Bearer\r\n");
         return false;
     }
     const char *tok = h + 7;
@@ -155,8 +155,8 @@ static bool admin_ok(sl_conn_t *c, const sl_http_req_t *hr)
     for (size_t i = 0; i < cfg->nadmin_keys; i++) /* constant time, no early exit */
         ok |= sl_auth_equal(tok, strlen(tok), cfg->admin_keys[i], strlen(cfg->admin_keys[i]));
     if (!ok)
-        sl_conn_respond_error(c, 403, "invalid_request_error", "forbidden", NULL,
-                              "this key may not use the admin API", NULL);
+        sl_conn_respond_err(c, SL_EFORBIDDEN, "forbidden", NULL,
+                            "this key may not use the admin API", NULL);
     return ok;
 }
 
@@ -190,8 +190,8 @@ static void reload_done(uv_work_t *w, int status)
         if (j->rc == 0)
             json(j->c, 200, "{\"reloaded\":true}");
         else
-            sl_conn_respond_error(j->c, 400, "invalid_request_error", "invalid_config", NULL,
-                                  j->err.data ? j->err.data : "invalid config", NULL);
+            sl_conn_respond_err(j->c, SL_EINVAL, "invalid_config", NULL,
+                                j->err.data ? j->err.data : "invalid config", NULL);
     }
     sl_buf_dispose(&j->err);
     sl_free(j);
@@ -210,8 +210,7 @@ static void reload(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t
     if (uv_queue_work(&sl_conn_ctx(c)->loop, &j->work, reload_work, reload_done) != 0) {
         sl_conn_set_hooks(c, NULL, NULL);
         sl_free(j);
-        sl_conn_respond_error(c, 503, "server_error", "busy", NULL, "cannot reload right now",
-                              NULL);
+        sl_conn_respond_err(c, SL_EUNAVAIL, "busy", NULL, "cannot reload right now", NULL);
     }
 }
 
@@ -238,13 +237,12 @@ static void on_usage(void *ud, int err, const sl_usage_sum_t *rows, size_t n)
     sl_free(u);
     sl_conn_set_hooks(c, NULL, NULL);
     if (err) {
-        sl_conn_respond_error(c, err == SL_EINVAL ? 400 : 503,
-                              err == SL_EINVAL ? "invalid_request_error" : "server_error", NULL,
-                              err == SL_EINVAL ? "group_by" : NULL,
-                              err == SL_EINVAL ? "group_by must be one of key, user, model, "
-                                                 "dialect, provider, day"
-                                               : "usage is unavailable right now",
-                              NULL);
+        sl_conn_respond_err(c, err == SL_EINVAL ? SL_EINVAL : SL_EUNAVAIL, NULL,
+                            err == SL_EINVAL ? "group_by" : NULL,
+                            err == SL_EINVAL ? "group_by must be one of key, user, model, "
+                                               "dialect, provider, day"
+                                             : "usage is unavailable right now",
+                            NULL);
         return;
     }
     sl_buf_t b;
@@ -282,7 +280,7 @@ static void usage(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
     if (!admin_ok(c, hr))
         return;
     if (!sl_conn_ctx(c)->store) {
-        sl_conn_respond_error(c, 503, "server_error", NULL, NULL, "no store", NULL);
+        sl_conn_respond_err(c, SL_EUNAVAIL, NULL, NULL, "no store", NULL);
         return;
     }
     sl_buf_t key, user, model, group, t;
@@ -294,8 +292,8 @@ static void usage(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
     q.model = sl_http_req_query(hr, "model", &model) ? model.data : NULL;
     q.group_by = sl_http_req_query(hr, "group_by", &group) && group.len ? group.data : NULL;
     if (!query_time(hr, "since", &t, &q.since) || !query_time(hr, "until", &t, &q.until)) {
-        sl_conn_respond_error(c, 400, "invalid_request_error", NULL, "since",
-                              "since and until are unix times in seconds", NULL);
+        sl_conn_respond_err(c, SL_EINVAL, NULL, "since",
+                            "since and until are unix times in seconds", NULL);
     } else {
         usage_wait_t *u = sl_calloc(1, sizeof *u);
         u->c = c;

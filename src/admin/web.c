@@ -82,8 +82,7 @@ static void serve(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_t 
     const char *path = sl_http_req_path(hr, &len);
     const asset_t *a = find(path, len);
     if (!a) { /* only routed paths arrive here */
-        sl_conn_respond_error(c, 404, "invalid_request_error", "unknown_url", NULL, "unknown path",
-                              NULL);
+        sl_conn_respond_err(c, SL_ENOTFOUND, "unknown_url", NULL, "unknown path", NULL);
         return;
     }
     /* Every HTML document (the chat page, the widget demo) gets the CSP and is revalidated. */

@@ -7,11 +7,11 @@
 #include <time.h>
 #include <unistd.h>
 
-static sl_log_level_t min_level = SL_LOG_INFO;
+sl_log_level_t sl_log_min_level = SL_LOG_INFO;
 
 void sl_log_set_level(sl_log_level_t lvl)
 {
-    min_level = lvl;
+    sl_log_min_level = lvl;
 }
 
 static void write_all(const char *p, size_t n)
@@ -28,7 +28,7 @@ static void write_all(const char *p, size_t n)
 void sl_log(sl_log_level_t lvl, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    if (lvl < min_level)
+    if (lvl < sl_log_min_level)
         return;
     char line[2048];
     int n = snprintf(line, sizeof line, "sluice: %s: ", names[lvl]);

@@ -33,8 +33,7 @@ typedef struct oai_state {
 
 static void bad_request(sl_conn_t *c, const char *param, const char *msg)
 {
-    sl_conn_respond_error(c, 400, "invalid_request_error", NULL, param, msg,
-                          "x-should-retry: false\r\n");
+    sl_conn_respond_err(c, SL_EINVAL, NULL, param, msg, "x-should-retry: false\r\n");
 }
 
 /* The fields the gateway itself reads, straight from the validated text: no tree (DESIGN
@@ -154,8 +153,8 @@ static bool authorised(sl_conn_t *c, const sl_http_req_t *hr, sl_identity_t *who
     if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_OPENAI].auth, hr, NULL,
                       sl_auth_keys(sl_conn_ctx(c)), who, &why) == 0)
         return true;
-    sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, why,
-                          "WWW-Authenticate: Bearer\r\nx-should-retry: false\r\n");
+    sl_conn_respond_err(c, SL_EAUTH, "invalid_api_key", NULL, why,
+                        "WWW-Authenticate: Bearer\r\nx-should-retry: false\r\n");
     return false;
 }
 

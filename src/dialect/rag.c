@@ -93,7 +93,7 @@ static void sse(sl_relay_t *r, json_t *obj)
 
 static void bad_request(sl_conn_t *c, const char *param, const char *msg)
 {
-    sl_conn_respond_error(c, 400, "invalid_request_error", NULL, param, msg, NULL);
+    sl_conn_respond_err(c, SL_EINVAL, NULL, param, msg, NULL);
 }
 
 /* ---- after generation: the answer cache ---- */
@@ -335,8 +335,8 @@ static void on_phases(void *ud, int err, json_t *res)
     g->ms_rerank = num(res, "rerank_ms");
     json_t *cached = json_object_get(res, "cached");
     if (err) {
-        sl_conn_respond_error(c, 503, "server_error", "retrieval_unavailable", NULL,
-                              "the document index is unavailable right now", NULL);
+        sl_conn_respond_err(c, SL_EUNAVAIL, "retrieval_unavailable", NULL,
+                            "the document index is unavailable right now", NULL);
         rag_free(g);
     } else if (json_is_string(cached)) {
         answer_cached(c, g, json_string_value(cached));
@@ -429,7 +429,7 @@ static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool sse)
     g->t0 = sl_now_ms();
     g->cfg = sl_config_ref(sl_conn_ctx(c)->cfg);
     if (sl_auth_admit(cfg, d->auth, hr, NULL, sl_auth_keys(sl_conn_ctx(c)), &g->who, &why) != 0) {
-        sl_conn_respond_error(c, 401, "invalid_request_error", "invalid_api_key", NULL, why, NULL);
+        sl_conn_respond_err(c, SL_EAUTH, "invalid_api_key", NULL, why, NULL);
         rag_free(g);
         return;
     }
@@ -438,8 +438,8 @@ static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool sse)
         return;
     }
     if (!sl_conn_ctx(c)->store) {
-        sl_conn_respond_error(c, 503, "server_error", "retrieval_unavailable", NULL,
-                              "the document index is unavailable", NULL);
+        sl_conn_respond_err(c, SL_EUNAVAIL, "retrieval_unavailable", NULL,
+                            "the document index is unavailable", NULL);
         rag_free(g);
         return;
     }

@@ -67,8 +67,8 @@ void sl_conn_respond_error(sl_conn_t *c, int status, const char *type, const cha
                            const char *param, const char *message, const char *extra);
 /* The same, from the error table (core/err.h): err gives the status and error.type; message
  * NULL = the table's. */
-void sl_conn_respond_err(sl_conn_t *c, int err, const char *code, const char *message,
-                         const char *extra);
+void sl_conn_respond_err(sl_conn_t *c, int err, const char *code, const char *param,
+                         const char *message, const char *extra);
 /* Switches the current request's connection to WebSocket (RFC 6455 handshake). Answers 400
  * itself and returns false when the request is not a valid upgrade. */
 bool sl_conn_ws_upgrade(sl_conn_t *c, const sl_ws_hooks_t *hooks, void *ud);

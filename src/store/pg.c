@@ -104,9 +104,8 @@ int sl_pg_run(sl_pg_t *p, int id, const sl_pg_params_t *ps, PGresult **res)
     for (int i = 0; i < n; i++)
         sl_buf_dispose(&fix[i]);
     ExecStatusType st = PQresultStatus(r);
-    int err = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK
-                  ? 0
-                  : sl_pg_fail(p, sl_pg_stmts[id].what, r);
+    int err =
+        st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : sl_pg_fail(p, p->stmts[id].what, r);
     if (res && !err)
         *res = r;
     else
@@ -148,8 +147,8 @@ static int prepare_all(sl_pg_t *p)
     for (int i = 0; i < SL_PG_COUNT && !err; i++) {
         char name[16];
         snprintf(name, sizeof name, "sl%d", i);
-        PGresult *r = PQprepare(p->conn, name, sl_pg_stmts[i].sql, 0, NULL);
-        err = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : sl_pg_fail(p, sl_pg_stmts[i].what, r);
+        PGresult *r = PQprepare(p->conn, name, p->stmts[i].sql, 0, NULL);
+        err = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : sl_pg_fail(p, p->stmts[i].what, r);
         PQclear(r);
     }
     p->prepared = !err;
@@ -296,10 +295,12 @@ void sl_pg_spend_add(sl_pg_t *p, const char *key_name, int64_t tokens)
     p->spend[p->nspend++] = (sl_pg_spend_t){sl_strdup(key_name), tokens};
 }
 
-int sl_db_open_pg(const char *url, sl_db_t **out, sl_buf_t *err)
+int sl_pg_open(const char *url, const sl_db_ops_t *ops, const sl_pg_stmt_t *stmts, sl_db_t **out,
+               sl_buf_t *err)
 {
     sl_pg_t *p = sl_calloc(1, sizeof *p);
-    p->base.ops = &sl_pg_ops;
+    p->base.ops = ops;
+    p->stmts = stmts;
     /* connect_timeout comes before the URL so the URL's own wins; client_encoding comes after
      * so ours does: every string sent has been made valid UTF-8. */
     const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",

@@ -12,7 +12,7 @@
 
 #define SL_PG_MAX_PARAMS 16
 
-/* The prepared statements, in sl_pg_stmts order. */
+/* The prepared statements, in the order of pg_ops.c's table. */
 enum {
     SL_PG_USAGE,
     SL_PG_SPEND,
@@ -36,9 +36,6 @@ typedef struct sl_pg_stmt {
     const char *what; /* names the statement in error messages */
     const char *sql;
 } sl_pg_stmt_t;
-extern const sl_pg_stmt_t sl_pg_stmts[SL_PG_COUNT];
-/* The operations table of db.h. */
-extern const sl_db_ops_t sl_pg_ops;
 
 /* Tokens a batch adds to one key, applied at commit. */
 typedef struct sl_pg_spend {
@@ -48,13 +45,20 @@ typedef struct sl_pg_spend {
 
 typedef struct sl_pg {
     sl_db_t base;
-    PGconn *conn;         /* owned */
-    bool prepared;        /* the statements exist on this connection (a reset loses them) */
-    bool in_batch;        /* begin succeeded and no commit or rollback yet */
-    double next_try_ms;   /* when a lost connection may be tried again */
-    sl_pg_spend_t *spend; /* owned: this transaction's tokens per key, in arrival order */
+    PGconn *conn;              /* owned */
+    const sl_pg_stmt_t *stmts; /* borrowed (static): SL_PG_COUNT statements, pg_ops.c's */
+    bool prepared;             /* the statements exist on this connection (a reset loses them) */
+    bool in_batch;             /* begin succeeded and no commit or rollback yet */
+    double next_try_ms;        /* when a lost connection may be tried again */
+    sl_pg_spend_t *spend;      /* owned: this transaction's tokens per key, in arrival order */
     size_t nspend, spend_cap;
 } sl_pg_t;
+
+/* Connects, creates the schema if missing and prepares stmts; the backend's constructor
+ * (sl_db_open_pg, in pg_ops.c, which owns the SQL) hands in its operations and statements, so
+ * the connection code never calls up into the operations. */
+SL_MUST_CHECK int sl_pg_open(const char *url, const sl_db_ops_t *ops, const sl_pg_stmt_t *stmts,
+                             sl_db_t **out, sl_buf_t *err);
 
 /* Parameters in text form; NULL is SQL NULL. Numbers are formatted into num[]. */
 typedef struct sl_pg_params {
@@ -88,7 +92,7 @@ void sl_pg_col_copy(char *dst, size_t cap, const PGresult *r, int row, int col);
 /* Adds a usage row's tokens to its key's spend, applied when the batch commits. */
 void sl_pg_spend_add(sl_pg_t *p, const char *key_name, int64_t tokens);
 
-/* The transaction operations of sl_pg_ops. */
+/* The transaction operations of the backend's table (pg_ops.c). */
 void sl_pg_close(sl_db_t *db);
 int sl_pg_begin(sl_db_t *db);
 int sl_pg_commit(sl_db_t *db);

@@ -9,7 +9,7 @@
 #include "store/db_sql.h"
 #include "store/pg.h"
 
-const sl_pg_stmt_t sl_pg_stmts[SL_PG_COUNT] = {
+static const sl_pg_stmt_t stmts[SL_PG_COUNT] = {
     [SL_PG_USAGE] =
         {"usage insert",
          "INSERT INTO usage(ts, request_id, key_name, user_id, dialect, model, provider,"
@@ -412,7 +412,7 @@ static int pg_key_revoke(sl_db_t *db, const char *id, bool *found)
     return err;
 }
 
-const sl_db_ops_t sl_pg_ops = {
+static const sl_db_ops_t pg_ops = {
     .close = sl_pg_close,
     .begin = sl_pg_begin,
     .commit = sl_pg_commit,
@@ -428,3 +428,8 @@ const sl_db_ops_t sl_pg_ops = {
     .key_insert = pg_key_insert,
     .key_revoke = pg_key_revoke,
 };
+
+int sl_db_open_pg(const char *url, sl_db_t **out, sl_buf_t *err)
+{
+    return sl_pg_open(url, &pg_ops, stmts, out, err);
+}

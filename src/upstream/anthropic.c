@@ -59,14 +59,16 @@ static const sl_xfer_decoder_t decoder = {
     .free = dec_free,
 };
 
-static struct curl_slist *headers(const sl_provider_cfg_t *p, bool stream)
+static int headers(const sl_provider_cfg_t *p, bool stream, sl_headers_t *h)
 {
-    struct curl_slist *h = NULL;
-    if (p->api_key)
-        h = sl_xfer_header(h, "x-api-key", p->api_key);
-    h = sl_xfer_header(h, "anthropic-version", p->api_version ? p->api_version : "2023-06-01");
-    h = sl_xfer_header(h, "Content-Type", "application/json");
-    return sl_xfer_header(h, "Accept", stream ? "text/event-stream" : "application/json");
+    int rc = p->api_key ? sl_headers_add(h, "x-api-key", p->api_key) : 0;
+    if (rc == 0)
+        rc = sl_headers_add(h, "anthropic-version", p->api_version ? p->api_version : "2023-06-01");
+    if (rc == 0)
+        rc = sl_headers_add(h, "Content-Type", "application/json");
+    if (rc == 0)
+        rc = sl_headers_add(h, "Accept", stream ? "text/event-stream" : "application/json");
+    return rc;
 }
 
 static void request_body(const sl_upstream_call_t *call, bool stream, sl_buf_t *out)
@@ -86,24 +88,29 @@ static int anth_start(const sl_upstream_call_t *call, void **state)
     sl_buf_t url;
     sl_buf_init(&url);
     sl_buf_printf(&url, "%s/messages", call->provider->base_url);
-    sl_xfer_req_t req = {
-        .url = url.data, .headers = headers(call->provider, stream), .stream = stream};
+    sl_xfer_req_t req = {.url = url.data, .stream = stream};
+    sl_headers_init(&req.headers);
     sl_buf_init(&req.body);
-    request_body(call, stream, &req.body);
-    anth_t *a = sl_calloc(1, sizeof *a);
-    sl_anth_dec_init(&a->dec, (int64_t)time(NULL));
+    anth_t *a = NULL;
     sl_xfer_t *x = NULL;
-    int rc = sl_xfer_start(call, &req, &decoder, a, &x);
-    curl_slist_free_all(req.headers); /* NULL unless start failed before taking them */
+    int rc = headers(call->provider, stream, &req.headers);
+    if (rc != 0)
+        goto out;
+    request_body(call, stream, &req.body);
+    a = sl_calloc(1, sizeof *a);
+    sl_anth_dec_init(&a->dec, (int64_t)time(NULL));
+    rc = sl_xfer_start(call, &req, &decoder, a, &x);
+    if (rc == 0) {
+        a->x = x;
+        a = NULL; /* the transfer's now */
+        *state = x;
+    }
+out:
+    sl_headers_dispose(&req.headers); /* empty unless start failed before taking them */
     sl_buf_dispose(&req.body);
     sl_buf_dispose(&url);
-    if (rc != 0) {
-        sl_free(a);
-        return rc;
-    }
-    a->x = x;
-    *state = x;
-    return 0;
+    sl_free(a);
+    return rc;
 }
 
 const sl_provider_ops_t sl_provider_anthropic = {

@@ -22,10 +22,12 @@ static int azure_start(const sl_upstream_call_t *call, void **state)
                   dep ? dep : "", ver ? ver : "");
     curl_free(dep);
     curl_free(ver);
-    struct curl_slist *h = NULL;
-    if (p->api_key)
-        h = sl_xfer_header(h, "api-key", p->api_key);
-    int rc = sl_oai_start(call, url.data, h, false, state);
+    sl_headers_t h;
+    sl_headers_init(&h);
+    int rc = p->api_key ? sl_headers_add(&h, "api-key", p->api_key) : 0;
+    if (rc == 0)
+        rc = sl_oai_start(call, url.data, &h, false, state);
+    sl_headers_dispose(&h); /* empty once sl_oai_start took it */
     sl_buf_dispose(&url);
     return rc;
 }

@@ -53,15 +53,16 @@ struct h1_conn {
 };
 
 struct h1_req {
-    sl_xfer_t *x;        /* borrowed: the transfer owns us and stops us before it goes */
-    sl_h1_pool_t *pool;  /* borrowed */
-    h1_host_t *host;     /* borrowed */
-    h1_conn_t *conn;     /* owned while attached */
-    sl_buf_t head, body; /* the request, kept until the response starts (to retry) */
-    sl_buf_t hdr;        /* the response header being read: name, then value */
-    size_t hdr_name;     /* length of the name in hdr */
-    sl_buf_t held;       /* body bytes the transfer paused on */
-    sl_buf_t pend;       /* raw response bytes not parsed yet (paused) */
+    sl_xfer_t *x;               /* borrowed: the transfer owns us and stops us before it goes */
+    const sl_xfer_sink_t *sink; /* borrowed (static): where x hears us */
+    sl_h1_pool_t *pool;         /* borrowed */
+    h1_host_t *host;            /* borrowed */
+    h1_conn_t *conn;            /* owned while attached */
+    sl_buf_t head, body;        /* the request, kept until the response starts (to retry) */
+    sl_buf_t hdr;               /* the response header being read: name, then value */
+    size_t hdr_name;            /* length of the name in hdr */
+    sl_buf_t held;              /* body bytes the transfer paused on */
+    sl_buf_t pend;              /* raw response bytes not parsed yet (paused) */
     h1_req_t *prev, *next;
     int busy; /* inside our own processing: a stop is deferred to its end */
     bool stopped, got_bytes, complete, keep_alive, paused, retried, in_value, refused;
@@ -187,8 +188,8 @@ static void flush_header(h1_req_t *r, http_parser *hp)
         return;
     r->in_value = false;
     if (hp->status_code / 100 != 1) /* a 1xx's headers are not the answer's */
-        sl_xfer_on_header(r->x, r->hdr.data, r->hdr_name, r->hdr.data + r->hdr_name,
-                          r->hdr.len - r->hdr_name);
+        r->sink->header(r->x, r->hdr.data, r->hdr_name, r->hdr.data + r->hdr_name,
+                        r->hdr.len - r->hdr_name);
     sl_buf_reset(&r->hdr);
 }
 
@@ -220,14 +221,14 @@ static int on_headers_complete(http_parser *hp)
      * http-parser it has no body, so its bytes never reach the transfer before a status. */
     if (hp->status_code / 100 == 1)
         return 1;
-    sl_xfer_on_status(r->x, hp->status_code);
+    r->sink->status(r->x, hp->status_code);
     return 0;
 }
 
 static int on_body(http_parser *hp, const char *at, size_t n)
 {
     h1_req_t *r = hp->data;
-    int a = sl_xfer_on_body(r->x, at, n);
+    int a = r->sink->body(r->x, at, n);
     if (r->stopped)
         return 1;
     if (a == SL_XFER_PAUSE) {
@@ -452,7 +453,7 @@ static void on_connect(uv_connect_t *cr, int status)
         finish(r, SL_XFER_UNREACHABLE, uv_strerror(status));
         return;
     }
-    sl_xfer_on_connected(r->x);
+    r->sink->connected(r->x);
     conn_reading(c, true);
     req_send(r);
 }
@@ -486,7 +487,7 @@ static void conn_connect(h1_req_t *r)
 static void finish(h1_req_t *r, sl_xfer_result_t res, const char *detail)
 {
     /* The transfer stops us from in here (h1_stop): r is freed when this returns. */
-    sl_xfer_on_done(r->x, res, detail);
+    r->sink->done(r->x, res, detail);
 }
 
 static void req_free(h1_req_t *r)
@@ -531,7 +532,7 @@ static void h1_resume(void *state)
         return;
     if (r->held.len) {
         r->busy++;
-        int a = sl_xfer_on_body(r->x, r->held.data, r->held.len);
+        int a = r->sink->body(r->x, r->held.data, r->held.len);
         r->busy--;
         if (r->stopped) {
             req_free(r);
@@ -581,7 +582,9 @@ static h1_host_t *host_get(sl_h1_pool_t *p, const struct sockaddr_storage *a)
     return h;
 }
 
-static void build_head(h1_req_t *r, const sl_h1_target_t *t, const struct curl_slist *hl)
+/* The request head. The wire's header lines go in as they are (headers.h keeps CR and LF out
+ * of values); its omit list names headers only curl adds, so there is nothing to leave out. */
+static void build_head(h1_req_t *r, const sl_h1_target_t *t, const sl_headers_t *h)
 {
     sl_buf_puts(&r->head, "POST ");
     sl_buf_append(&r->head, t->path, t->path_len);
@@ -590,18 +593,7 @@ static void build_head(h1_req_t *r, const sl_h1_target_t *t, const struct curl_s
     sl_buf_puts(&r->head, "\r\nContent-Length: ");
     sl_buf_put_u64(&r->head, r->body.len);
     sl_buf_puts(&r->head, "\r\n");
-    for (; hl; hl = hl->next) {
-        const char *colon = strchr(hl->data, ':');
-        if (!colon)
-            continue;
-        const char *v = colon + 1;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        if (!*v)
-            continue; /* "Name:" is curl's way to leave a header out */
-        sl_buf_puts(&r->head, hl->data);
-        sl_buf_puts(&r->head, "\r\n");
-    }
+    sl_buf_append(&r->head, h->send.data, h->send.len);
     sl_buf_puts(&r->head, "\r\n");
 }
 
@@ -613,11 +605,12 @@ static int h1_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
         return SL_EAGAIN;
     h1_req_t *r = sl_calloc(1, sizeof *r);
     r->x = x;
+    r->sink = w->sink;
     r->pool = p;
     r->host = host_get(p, &t.addr);
     r->body = w->body; /* taken */
-    build_head(r, &t, w->headers);
-    curl_slist_free_all(w->headers); /* taken: they live on in head */
+    build_head(r, &t, &w->headers);
+    sl_headers_dispose(&w->headers); /* taken: they live on in head */
     r->next = p->active;
     if (p->active)
         p->active->prev = r;
@@ -631,7 +624,7 @@ static int h1_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
     idle_unlink(c);
     p->stats.reused++;
     attach(r, c);
-    sl_xfer_on_connected(x);
+    w->sink->connected(x);
     req_send(r); /* a failure here retries on a fresh connection: nothing is reported yet */
     return 0;
 }

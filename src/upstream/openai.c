@@ -119,27 +119,33 @@ void sl_oai_request_body(const sl_upstream_call_t *call, bool stream, bool send_
     json_decref(body);
 }
 
-int sl_oai_start(const sl_upstream_call_t *call, const char *url, struct curl_slist *headers,
+int sl_oai_start(const sl_upstream_call_t *call, const char *url, sl_headers_t *headers,
                  bool send_model, void **state)
 {
     bool stream = call->req->stream && !call->force_non_stream;
-    sl_xfer_req_t req = {.url = url, .headers = headers, .stream = stream};
+    sl_xfer_req_t req = {.url = url, .headers = *headers, .stream = stream};
+    sl_headers_init(headers); /* taken */
     sl_buf_init(&req.body);
-    sl_oai_request_body(call, stream, send_model, &req.body);
-    req.headers = sl_xfer_header(req.headers, "Content-Type", "application/json");
-    req.headers =
-        sl_xfer_header(req.headers, "Accept", stream ? "text/event-stream" : "application/json");
-    oai_dec_t *d = sl_calloc(1, sizeof *d);
+    oai_dec_t *d = NULL;
     sl_xfer_t *x = NULL;
-    int rc = sl_xfer_start(call, &req, &decoder, d, &x);
-    curl_slist_free_all(req.headers); /* NULL unless start failed before taking them */
-    sl_buf_dispose(&req.body);
-    if (rc != 0) {
-        sl_free(d);
-        return rc;
+    int rc = sl_headers_add(&req.headers, "Content-Type", "application/json");
+    if (rc == 0)
+        rc = sl_headers_add(&req.headers, "Accept",
+                            stream ? "text/event-stream" : "application/json");
+    if (rc != 0)
+        goto out;
+    sl_oai_request_body(call, stream, send_model, &req.body);
+    d = sl_calloc(1, sizeof *d);
+    rc = sl_xfer_start(call, &req, &decoder, d, &x);
+    if (rc == 0) {
+        d = NULL; /* the transfer's now */
+        *state = x;
     }
-    *state = x;
-    return 0;
+out:
+    sl_headers_dispose(&req.headers); /* empty unless start failed before taking them */
+    sl_buf_dispose(&req.body);
+    sl_free(d);
+    return rc;
 }
 
 static int oai_start(const sl_upstream_call_t *call, void **state)
@@ -149,13 +155,17 @@ static int oai_start(const sl_upstream_call_t *call, void **state)
     sl_buf_init(&auth);
     sl_buf_puts(&url, call->provider->base_url);
     sl_buf_puts(&url, "/chat/completions");
-    struct curl_slist *h = NULL;
+    sl_headers_t h;
+    sl_headers_init(&h);
+    int rc = 0;
     if (call->provider->api_key) {
         sl_buf_puts(&auth, "Bearer ");
         sl_buf_puts(&auth, call->provider->api_key);
-        h = sl_xfer_header(h, "Authorization", auth.data);
+        rc = sl_headers_add(&h, "Authorization", auth.data);
     }
-    int rc = sl_oai_start(call, url.data, h, true, state);
+    if (rc == 0)
+        rc = sl_oai_start(call, url.data, &h, true, state);
+    sl_headers_dispose(&h); /* empty once sl_oai_start took it */
     sl_buf_dispose(&url);
     sl_buf_dispose(&auth);
     return rc;

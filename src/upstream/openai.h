@@ -11,9 +11,9 @@
  * stream_options.include_usage set. */
 void sl_oai_request_body(const sl_upstream_call_t *call, bool stream, bool send_model,
                          sl_buf_t *out);
-/* Starts an OpenAI-format call at url with headers (ownership taken) already holding the
- * provider's auth; *state is the transfer. */
+/* Starts an OpenAI-format call at url with headers already holding the provider's auth; they
+ * are taken whatever the result (*headers is left empty). *state is the transfer. */
 SL_MUST_CHECK int sl_oai_start(const sl_upstream_call_t *call, const char *url,
-                               struct curl_slist *headers, bool send_model, void **state);
+                               sl_headers_t *headers, bool send_model, void **state);
 
 #endif

@@ -2,6 +2,8 @@
 #include "upstream/upstream.h"
 
 #include "core/alloc.h"
+#include "upstream/h1.h"
+#include "upstream/multi.h"
 
 sl_upstream_t *sl_upstream_new(uv_loop_t *loop)
 {

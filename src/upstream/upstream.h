@@ -6,8 +6,9 @@
 #define SL_UPSTREAM_UPSTREAM_H
 #include <uv.h>
 
-#include "upstream/h1.h"
-#include "upstream/multi.h"
+/* Declared, not included: their headers (curl's among them) stay with the files that use them. */
+typedef struct sl_multi sl_multi_t;
+typedef struct sl_h1_pool sl_h1_pool_t;
 
 typedef struct sl_upstream {
     sl_multi_t *multi; /* owned */

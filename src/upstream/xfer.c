@@ -97,18 +97,6 @@ const sl_upstream_call_t *sl_xfer_call(const sl_xfer_t *x)
     return &x->call;
 }
 
-struct curl_slist *sl_xfer_header(struct curl_slist *h, const char *name, const char *value)
-{
-    sl_buf_t line;
-    sl_buf_init(&line);
-    sl_buf_puts(&line, name);
-    sl_buf_puts(&line, ": ");
-    sl_buf_puts(&line, value);
-    h = curl_slist_append(h, line.data);
-    sl_buf_dispose(&line);
-    return h;
-}
-
 /* ---- deadlines ---- */
 
 static void on_deadline(uv_timer_t *t);
@@ -168,17 +156,17 @@ static int on_sse_event(void *ud, const sl_sse_event_t *ev)
     return rc || x->terminal ? 1 : 0;
 }
 
-void sl_xfer_on_connected(sl_xfer_t *x)
+static void on_connected(sl_xfer_t *x)
 {
     x->connected = true; /* the timer stays set: it fires at most once more, harmlessly */
 }
 
-void sl_xfer_on_status(sl_xfer_t *x, int status)
+static void on_status(sl_xfer_t *x, int status)
 {
     x->status = status;
 }
 
-void sl_xfer_on_header(sl_xfer_t *x, const char *name, size_t nlen, const char *value, size_t vlen)
+static void on_header(sl_xfer_t *x, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     if (nlen != 11 || strncasecmp(name, "retry-after", 11) != 0)
         return;
@@ -220,7 +208,7 @@ static int whole_body(sl_xfer_t *x, const char *p, size_t len)
     return SL_XFER_TAKEN;
 }
 
-int sl_xfer_on_body(sl_xfer_t *x, const char *p, size_t len)
+static int on_body(sl_xfer_t *x, const char *p, size_t len)
 {
     if (x->cancelled || x->aborted)
         return SL_XFER_STOP;
@@ -265,7 +253,7 @@ static void finish_ok(sl_xfer_t *x)
     }
 }
 
-void sl_xfer_on_done(sl_xfer_t *x, sl_xfer_result_t res, const char *detail)
+static void on_done(sl_xfer_t *x, sl_xfer_result_t res, const char *detail)
 {
     if (x->terminal) {
         /* already told the client; nothing to add */
@@ -292,6 +280,15 @@ void sl_xfer_on_done(sl_xfer_t *x, sl_xfer_result_t res, const char *detail)
  * for the plain http:// URLs it can take: see h1.h). */
 static const sl_xfer_transport_t *const transports[] = {&sl_xfer_h1, &sl_xfer_curl};
 
+/* What the transports report to (xfer_transport.h). */
+static const sl_xfer_sink_t sink = {
+    .connected = on_connected,
+    .status = on_status,
+    .header = on_header,
+    .body = on_body,
+    .done = on_done,
+};
+
 static int start_transport(sl_xfer_t *x, const sl_upstream_call_t *call, sl_xfer_req_t *req)
 {
     sl_xfer_wire_t w = {
@@ -302,6 +299,7 @@ static int start_transport(sl_xfer_t *x, const sl_upstream_call_t *call, sl_xfer
         .loop = call->loop,
         .multi = call->upstream->multi,
         .h1 = call->upstream->h1,
+        .sink = &sink,
     };
     int rc = SL_EAGAIN;
     for (size_t i = 0; rc == SL_EAGAIN && i < sizeof transports / sizeof *transports; i++) {
@@ -309,7 +307,7 @@ static int start_transport(sl_xfer_t *x, const sl_upstream_call_t *call, sl_xfer
         rc = x->tp->start(x, &w, &x->t);
     }
     if (rc == 0) { /* taken */
-        req->headers = NULL;
+        sl_headers_init(&req->headers);
         sl_buf_init(&req->body);
     }
     return rc;
@@ -318,6 +316,10 @@ static int start_transport(sl_xfer_t *x, const sl_upstream_call_t *call, sl_xfer
 int sl_xfer_start(const sl_upstream_call_t *call, sl_xfer_req_t *req, const sl_xfer_decoder_t *dec,
                   void *ud, sl_xfer_t **out)
 {
+    sl_headers_omit(&req->headers, "Expect"); /* no 100-continue round trip */
+    int rc = sl_headers_add(&req->headers, "X-Request-Id", call->request_id);
+    if (rc != 0)
+        return rc;
     sl_xfer_t *x = sl_calloc(1, sizeof *x);
     x->call = *call;
     x->call.req = NULL; /* valid during start only */
@@ -335,8 +337,6 @@ int sl_xfer_start(const sl_upstream_call_t *call, sl_xfer_req_t *req, const sl_x
     uv_timer_init(call->loop, &x->timer);
     x->timer.data = x;
     x->started = (double)uv_now(call->loop);
-    req->headers = sl_xfer_header(req->headers, "Expect", ""); /* no 100-continue round trip */
-    req->headers = sl_xfer_header(req->headers, "X-Request-Id", call->request_id);
     if (start_transport(x, call, req) != 0) {
         static const sl_xfer_decoder_t none = {0};
         x->dec = &none; /* ud stays the caller's */
@@ -367,6 +367,6 @@ void sl_xfer_resume(void *xfer)
     x->paused = false;
     x->last_data = (double)uv_now(x->timer.loop);
     arm(x);
-    /* May call sl_xfer_on_body right here with the bytes the transport held back. */
+    /* May call on_body right here with the bytes the transport held back. */
     x->tp->resume(x->t);
 }

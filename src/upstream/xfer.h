@@ -7,11 +7,11 @@
  * events with sl_xfer_emit. */
 #ifndef SL_UPSTREAM_XFER_H
 #define SL_UPSTREAM_XFER_H
-#include <curl/curl.h>
 #include <stdbool.h>
 
 #include "codec/sse.h"
 #include "core/buf.h"
+#include "upstream/headers.h"
 #include "upstream/provider.h"
 
 typedef struct sl_xfer sl_xfer_t;
@@ -34,14 +34,15 @@ typedef struct sl_xfer_decoder {
 
 typedef struct sl_xfer_req {
     const char *url;
-    struct curl_slist *headers; /* ownership taken */
-    sl_buf_t body;              /* ownership taken (moved) */
-    bool stream;                /* the answer is SSE */
+    sl_headers_t headers; /* moved to the transfer on success; still the caller's on failure */
+    sl_buf_t body;        /* moved to the transfer on success; still the caller's on failure */
+    bool stream;          /* the answer is SSE */
 } sl_xfer_req_t;
 
-/* Starts the call. On success *out is the transfer (the provider's state for cancel/resume);
- * ud belongs to it from then on (dec->free). On failure nothing runs and ud is still the
- * caller's. */
+/* Starts the call, adding X-Request-Id (and omitting curl's Expect) to req->headers. On success
+ * *out is the transfer (the provider's state for cancel/resume); req's headers and body were
+ * moved into it (req holds empty ones) and ud belongs to it from then on (dec->free). On failure
+ * nothing runs and req's headers, body and ud are still the caller's to dispose. */
 SL_MUST_CHECK int sl_xfer_start(const sl_upstream_call_t *call, sl_xfer_req_t *req,
                                 const sl_xfer_decoder_t *dec, void *ud, sl_xfer_t **out);
 /* For decoders: delivers an event (ignored after a terminal one or a cancel). */
@@ -59,8 +60,5 @@ const sl_upstream_call_t *sl_xfer_call(const sl_xfer_t *x);
 /* Provider ops on top of a transfer. */
 void sl_xfer_cancel(void *xfer);
 void sl_xfer_resume(void *xfer);
-
-/* Shared request pieces: "Name: value" header lines. */
-struct curl_slist *sl_xfer_header(struct curl_slist *h, const char *name, const char *value);
 
 #endif

@@ -1,5 +1,6 @@
 /* The libcurl transport of an upstream transfer: one easy handle on the worker's multi, for
  * every URL the built-in HTTP/1.1 client does not take (https, proxies, host names). */
+#include <curl/curl.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -7,13 +8,50 @@
 #include "upstream/xfer_transport.h"
 
 typedef struct curl_t {
-    sl_xfer_t *x; /* borrowed: the transfer owns us and stops us before it goes */
-    CURL *easy;   /* owned: from the multi's pool, given back on stop */
+    sl_xfer_t *x;               /* borrowed: the transfer owns us and stops us before it goes */
+    const sl_xfer_sink_t *sink; /* borrowed (static): x's reports */
+    CURL *easy;                 /* owned: from the multi's pool, given back on stop */
     sl_multi_t *multi;
-    struct curl_slist *headers; /* owned: curl reads them for the whole transfer */
+    struct curl_slist *headers; /* owned: made from the wire's, read by curl all along */
     sl_buf_t body;              /* owned: CURLOPT_POSTFIELDS does not copy */
     bool status_sent;
 } curl_t;
+
+/* Appends each "Name: value\r\n" (or "Name:\r\n") line of block as a curl_slist entry. Lines
+ * end at their CR: a value never holds one (headers.h). False when curl is out of memory (l
+ * is then what it was). */
+static bool append_lines(struct curl_slist **l, const sl_buf_t *block)
+{
+    sl_buf_t line;
+    sl_buf_init(&line);
+    bool ok = true;
+    const char *p = block->data, *end = p + block->len;
+    while (ok && p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        SL_ASSERT(eol && eol + 1 < end && eol[1] == '\n');
+        sl_buf_reset(&line);
+        sl_buf_append(&line, p, (size_t)(eol - p));
+        struct curl_slist *next = curl_slist_append(*l, line.data);
+        ok = next != NULL;
+        if (ok)
+            *l = next;
+        p = eol + 2;
+    }
+    sl_buf_dispose(&line);
+    return ok;
+}
+
+/* sluice's header block as curl takes it: "Name: value" entries, then "Name:" for each header
+ * curl must not add of its own. NULL and false when out of memory. */
+static bool to_slist(const sl_headers_t *h, struct curl_slist **out)
+{
+    *out = NULL;
+    if (append_lines(out, &h->send) && append_lines(out, &h->omit))
+        return true;
+    curl_slist_free_all(*out);
+    *out = NULL;
+    return false;
+}
 
 static void send_status(curl_t *c)
 {
@@ -22,7 +60,7 @@ static void send_status(curl_t *c)
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     c->status_sent = true;
-    sl_xfer_on_status(c->x, (int)status);
+    c->sink->status(c->x, (int)status);
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
@@ -37,7 +75,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         v++;
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
         end--;
-    sl_xfer_on_header(c->x, p, (size_t)(colon - p), v, (size_t)(end - v));
+    c->sink->header(c->x, p, (size_t)(colon - p), v, (size_t)(end - v));
     return len;
 }
 
@@ -46,7 +84,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     curl_t *c = ud;
     size_t len = size * n;
     send_status(c);
-    switch (sl_xfer_on_body(c->x, p, len)) {
+    switch (c->sink->body(c->x, p, len)) {
     case SL_XFER_TAKEN: return len;
     case SL_XFER_PAUSE:
         return CURL_WRITEFUNC_PAUSE; /* curl keeps the bytes and hands them back on resume */
@@ -66,7 +104,7 @@ static void on_done(void *ud, CURLcode res)
     } else if (res == CURLE_OPERATION_TIMEDOUT) {
         r = SL_XFER_CONNECT_TIMEOUT;
     }
-    sl_xfer_on_done(c->x, r, curl_easy_strerror(res));
+    c->sink->done(c->x, r, curl_easy_strerror(res));
 }
 
 static void curl_stop(void *state)
@@ -88,12 +126,17 @@ static void curl_resume(void *state)
 
 static int curl_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
 {
+    struct curl_slist *headers;
+    if (!to_slist(&w->headers, &headers))
+        return SL_EINTERNAL;
     curl_t *c = sl_calloc(1, sizeof *c);
     c->x = x;
+    c->sink = w->sink;
     c->multi = w->multi;
+    c->headers = headers; /* curl reads them for the whole transfer */
     CURL *e = c->easy = sl_multi_easy(c->multi);
     curl_easy_setopt(e, CURLOPT_URL, w->url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, w->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, w->body.data ? w->body.data : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)w->body.len);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
@@ -111,10 +154,11 @@ static int curl_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)w->connect_ms);
     if (sl_multi_add(c->multi, e, on_done, c) != 0) {
         sl_multi_easy_done(c->multi, e);
+        curl_slist_free_all(c->headers);
         sl_free(c);
         return SL_EINTERNAL;
     }
-    c->headers = w->headers; /* taken */
+    sl_headers_dispose(&w->headers); /* taken: they live on in c->headers */
     c->body = w->body;
     *state = c;
     return 0;

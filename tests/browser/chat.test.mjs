@@ -8,23 +8,21 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { contentPieces } from '../integ/lib/fake-upstream.mjs';
 import { startSluice, stopAndCheck, useSluice } from '../integ/lib/sluice.mjs';
+import { launchChromium } from '../lib/chromium.mjs';
+import { assertNever, pollUntil } from '../integ/lib/poll.mjs';
 import { browserConfig, mockAnswer, startPageUpstream, MARKDOWN_ANSWER, MARKDOWN_CODE, MARKDOWN_PIECES, MARKDOWN_TOKENS } from './lib/config.mjs';
 
-// playwright-core is a dev dependency of tests/integ (one node_modules for every node test).
-const require = createRequire(new URL('../integ/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
-
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SCREENSHOT = '/tmp/sluice-chat.png';
 const PHONE_SCREENSHOT = '/tmp/sluice-chat-phone.png';
 /* Where README copies go, only when asked: a normal run must not touch the tree. */
 const DOCS_IMG = process.env.SLUICE_SCREENSHOTS ? path.resolve(process.env.SLUICE_SCREENSHOTS) : null;
 const DESKTOP = { width: 1100, height: 860 };
+/* How long "nothing more arrives after Stop" is watched: six tokens' time of the slow mock
+ * (20/s). The Stop tests first show that text does grow within this window while streaming. */
+const STOP_WINDOW_MS = 300;
 const PHONE = { width: 390, height: 844 };
 
 let pageUp; /* the page upstream: model "markdown", and "flaky" failing on demand */
@@ -34,8 +32,8 @@ const ctx = useSluice(async (up) => {
   config = browserConfig(up, pageUp);
   return config;
 }, { secrets: ['sk-page-test'] });
-let browser; /* a persistent context on a fresh profile */
-let profile;
+let chromium; /* launchChromium()'s: the browser (a persistent context on a fresh profile), close() */
+let browser;
 let page;
 let full; /* the mock's whole answer */
 const offOrigin = [];
@@ -43,24 +41,13 @@ const modelsAsked = []; /* the Authorization header of each GET /v1/models (null
 const problems = []; /* console errors, CSP violations, uncaught exceptions */
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: scripts/deps.sh installs Debian's chromium`);
-  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: DESKTOP,
-    timeout: 30_000,
-  });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(10_000);
+  chromium = await launchChromium({ viewport: DESKTOP });
+  ({ browser, page } = chromium);
 });
 
 after(async () => {
-  await browser?.close();
+  await chromium?.close();
   await pageUp?.close();
-  if (profile) fs.rmSync(profile, { recursive: true, force: true });
 });
 
 /* The last assistant message's state, text, error, Retry and stats. */
@@ -217,6 +204,10 @@ describe('the chat page in Chromium', { timeout: 120_000 }, () => {
       onStreaming: async () => {
         assert.equal(await page.isDisabled('#stop'), false);
         assert.equal(await page.isDisabled('#send'), true);
+        // The positive control of the absence check below: while it streams, the text grows
+        // within STOP_WINDOW_MS.
+        const grown = (await lastAnswer()).text.length;
+        await pollUntil(async () => (await lastAnswer()).text.length, { until: (n) => n > grown, timeoutMs: STOP_WINDOW_MS, intervalMs: 20, what: `the streaming text to grow within ${STOP_WINDOW_MS} ms` });
         await page.click('#stop');
       },
     });
@@ -233,9 +224,8 @@ describe('the chat page in Chromium', { timeout: 120_000 }, () => {
     const line = await ctx.sl.waitForLog((l, i) => i >= before && l.model === 'slow', 3000, 'the stopped request');
     assert.equal(line.cancelled, true);
     assert.equal(line.stream, true);
-    const kept = (await lastAnswer()).text;
-    await page.waitForTimeout(150); // a few tokens' time at 20/s: nothing more may arrive
-    assert.equal((await lastAnswer()).text, kept);
+    // From the stopped state on, the text never changes (watched for STOP_WINDOW_MS more).
+    await assertNever(async () => (await lastAnswer()).text, { until: (t) => t !== answer.text, windowMs: STOP_WINDOW_MS, intervalMs: 20, what: 'text added after Stop' });
     await setModel('any');
   });
 
@@ -253,8 +243,8 @@ describe('the chat page in Chromium', { timeout: 120_000 }, () => {
     assert.equal(out.handlers, 0);
     assert.doesNotMatch(out.html, /onerror/i);
     // Chromium checks the CSP as soon as the parser meets onerror= (even in DOMPurify's inert
-    // document) and reports it refused: expected here, and nowhere else.
-    await page.waitForTimeout(50);
+    // document) and reports it refused: expected here (wait for that report), and nothing else.
+    await pollUntil(() => problems.length > seen, { timeoutMs: 3000, intervalMs: 20, what: 'Chromium\'s report of the refused inline handler' });
     const here = problems.splice(seen);
     assert.ok(here.every((p) => /inline event handler.*blocked/s.test(p)), here.join('\n'));
   });

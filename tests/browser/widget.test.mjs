@@ -8,21 +8,23 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { useSluice } from '../integ/lib/sluice.mjs';
+import { launchChromium } from '../lib/chromium.mjs';
+import { assertNever, pollUntil } from '../integ/lib/poll.mjs';
 import { mockAnswer } from './lib/config.mjs';
 import { startHostPages, widgetConfig } from './lib/widget-config.mjs';
 import { defaultPieces, startScriptedUpstream } from './lib/widget-upstream.mjs';
 
-const require = createRequire(new URL('../integ/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
-
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SCREENSHOT = '/tmp/sluice-widget.png';
 const DOCS_IMG = process.env.SLUICE_SCREENSHOTS ? path.resolve(process.env.SLUICE_SCREENSHOTS) : null;
 const KEY = 'sk-widget-test';
+/* How long "nothing more arrives after Stop" is watched: six tokens' time of the slow mock
+ * (20/s). The Stop test first shows that text does grow within this window while streaming. */
+const STOP_WINDOW_MS = 300;
+/* How long an <img> from an answer is given to load and fire onerror (were there one); a
+ * broken <img> in the host page is shown to fire within it. */
+const IMG_WINDOW_MS = 500;
 
 let up; /* the scripted upstream behind sluice's "scripted*" models */
 let direct; /* another one, with CORS, that the widget calls without sluice */
@@ -33,27 +35,16 @@ const ctx = useSluice(async () => {
   return widgetConfig(up, pages.origin);
 }, { upstream: false, secrets: [KEY] });
 
-let browser;
-let profile;
+let chromium; /* launchChromium()'s: the browser, its page, close() */
 let page;
 let full; /* the mock's whole answer */
 let problems = []; /* uncaught exceptions, CSP violations, console errors */
 const chatRequests = []; /* every POST the page made for a chat answer */
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: scripts/deps.sh installs Debian's chromium`);
   direct = await startScriptedUpstream({ cors: true });
-  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1000, height: 720 },
-    timeout: 30_000,
-  });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(10_000);
+  chromium = await launchChromium({ viewport: { width: 1000, height: 720 } });
+  ({ page } = chromium);
   // Runs in every document before its own scripts, and is not subject to the page's CSP.
   await page.addInitScript(() => {
     globalThis.__violations = [];
@@ -73,8 +64,7 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
-  if (profile) fs.rmSync(profile, { recursive: true, force: true });
+  await chromium?.close();
   await up?.close();
   await direct?.close();
   await pages?.close();
@@ -144,13 +134,7 @@ async function ask(text, { during, waitFor } = {}) {
   await page.press('textarea', 'Enter');
   if (during) {
     if (waitFor) {
-      const t0 = Date.now();
-      for (;;) {
-        const a = await lastAnswer();
-        if (waitFor(a)) break;
-        assert.ok(Date.now() - t0 < 5000, `the answer never got there: ${JSON.stringify(a)}`);
-        await page.waitForTimeout(20);
-      }
+      await pollUntil(lastAnswer, { until: waitFor, timeoutMs: 5000, intervalMs: 20, what: 'the answer to get there' });
     } else {
       await page.waitForFunction((count) => {
         const all = document.querySelector('sluice-widget').shadowRoot.querySelectorAll('.msg.assistant');
@@ -255,6 +239,10 @@ describe('the widget on a page of another origin', { timeout: 180_000 }, () => {
       during: async () => {
         assert.equal(await page.getByRole('button', { name: 'Stop the answer' }).isVisible(), true);
         assert.equal(await page.getByRole('button', { name: 'Send message' }).isDisabled(), true);
+        // The positive control of the absence check below: while it streams, the text grows
+        // within STOP_WINDOW_MS.
+        const grown = (await lastAnswer())?.text.length ?? 0;
+        await pollUntil(async () => (await lastAnswer())?.text.length ?? 0, { until: (n) => n > grown, timeoutMs: STOP_WINDOW_MS, intervalMs: 20, what: `the streaming text to grow within ${STOP_WINDOW_MS} ms` });
         await page.getByRole('button', { name: 'Stop the answer' }).click();
       },
     });
@@ -266,9 +254,8 @@ describe('the widget on a page of another origin', { timeout: 180_000 }, () => {
     const line = await ctx.sl.waitForLog((l, i) => i >= before && l.model === 'slow', 3000, 'the stopped request');
     assert.equal(line.cancelled, true);
     assert.equal(chatRequests.at(-1).headers.authorization, `Bearer ${KEY}`, 'data-key is sent as a Bearer token');
-    const kept = (await lastAnswer()).text;
-    await page.waitForTimeout(200); /* four tokens' time at 20/s: nothing more may arrive */
-    assert.equal((await lastAnswer()).text, kept);
+    // From the stopped state on, the text never changes (watched for STOP_WINDOW_MS more).
+    await assertNever(async () => (await lastAnswer()).text, { until: (t) => t !== answer.text, windowMs: STOP_WINDOW_MS, intervalMs: 20, what: 'text added after Stop' });
   });
 
   test('streaming breaks before any text: the same question is asked without streaming, and answered', async () => {
@@ -320,16 +307,37 @@ describe('the widget on a page of another origin', { timeout: 180_000 }, () => {
     assert.ok(gap >= 950 && gap < 4000, `second attempt ${Math.round(gap)} ms after the first`);
     assert.ok(Number(answer.total) >= 1000, `total ${answer.total}`);
 
-    // Retry-After: 3600 is capped at 30 s; Stop ends the wait, and nothing more is sent.
+    // Retry-After: 3600 is capped at 30 s; Stop ends the wait, and nothing more is sent. No
+    // test waits 30 s to see nothing come: the page's timers are watched instead (every
+    // setTimeout of a second or more still pending), so the wait is seen to be a pending timer
+    // before Stop (the positive control) and to be cancelled by it.
+    await page.evaluate(() => {
+      const pending = new Map();
+      const set = globalThis.setTimeout;
+      const clear = globalThis.clearTimeout;
+      globalThis.__longTimers = () => [...pending.values()];
+      globalThis.setTimeout = function (fn, ms, ...args) {
+        const id = set((...a) => { pending.delete(id); if (typeof fn === 'function') fn(...a); }, ms, ...args);
+        if (ms >= 1000) pending.set(id, ms);
+        return id;
+      };
+      globalThis.clearTimeout = function (id) { pending.delete(id); return clear(id); };
+    });
+    const longTimers = () => page.evaluate(() => globalThis.__longTimers());
     const from2 = up.script([{ status: 429, retryAfter: 3600 }, {}]);
+    let waiting;
     const { answer: waited } = await ask('Busy for an hour?', {
       waitFor: (a) => a.note === 'Rate limited — retrying in 30 s (1 of 2)…',
-      during: () => page.getByRole('button', { name: 'Stop the answer' }).click(),
+      during: async () => {
+        waiting = await longTimers();
+        await page.getByRole('button', { name: 'Stop the answer' }).click();
+      },
     });
     assert.equal(waited.state, 'stopped', JSON.stringify(waited));
     assert.match(waited.stats, /^total \d+ ms · 1 retry · stopped$/);
-    await page.waitForTimeout(100);
-    assert.equal(up.requests.length - from2, 1);
+    assert.equal(waiting.filter((ms) => ms >= 30_000 && ms < 30_200).length, 1, `the 30 s wait is a pending timer: ${JSON.stringify(waiting)}`);
+    assert.deepEqual(await longTimers(), [], 'Stop cancels the wait');
+    await assertNever(() => up.requests.length - from2, { until: (n) => n !== 1, windowMs: 500, what: 'another request after Stop' });
   });
 
   test('5xx: after the immediate non-streaming fallback, retried with growing backoff; out of retries, the error is shown', async () => {
@@ -402,7 +410,12 @@ describe('the widget on a page of another origin', { timeout: 180_000 }, () => {
     const onReq = (r) => requested.push(r.url());
     page.on('request', onReq);
     const { answer } = await ask('<img src=y onerror="window.__pwned=3">');
-    await page.waitForTimeout(100); /* time for an image error to fire, were there an image */
+    // Were an <img> made of the answer or the question, it would be fetched and fire onerror
+    // within IMG_WINDOW_MS (the control at the end shows a broken image does).
+    const fetched = () => requested.filter((u) => /\/[xy]$/.test(u));
+    await assertNever(async () => ({ pwned: await page.evaluate(() => globalThis.__pwned ?? null), fetched: fetched() }), {
+      until: (v) => v.pwned !== null || v.fetched.length > 0, windowMs: IMG_WINDOW_MS, what: 'an image fetched or a handler run from the text',
+    });
     page.off('request', onReq);
     assert.equal(answer.state, 'done');
     assert.equal(answer.text, pieces.join(''));
@@ -412,7 +425,16 @@ describe('the widget on a page of another origin', { timeout: 180_000 }, () => {
         user: [...r.querySelectorAll('.msg.user .text')].at(-1).textContent };
     });
     assert.deepEqual(dom, { elements: 0, pwned: null, user: '<img src=y onerror="window.__pwned=3">' });
-    assert.deepEqual(requested.filter((u) => /\/[xy]$/.test(u)), [], 'no image was fetched');
+    assert.deepEqual(fetched(), [], 'no image was fetched');
+    // The positive control: a broken <img> in the host page is fetched and fires its error
+    // well within the window.
+    const controlMs = await page.evaluate(() => new Promise((resolve) => {
+      const t0 = performance.now();
+      const img = new Image();
+      img.onerror = () => resolve(performance.now() - t0);
+      img.src = `/no-such-image-${Math.random()}`;
+    }));
+    assert.ok(controlMs < IMG_WINDOW_MS / 2, `a broken image took ${controlMs.toFixed(0)} ms to fail: the ${IMG_WINDOW_MS} ms window is too short`);
   });
 });
 
@@ -523,20 +545,29 @@ describe('isolation and CSP', { timeout: 90_000 }, () => {
     assert.deepEqual(look['.bubble'].box.slice(2), [56, 56]);
     assert.equal(look.host.position, 'fixed');
     assert.deepEqual(await violations(), []);
-    // The CSP is really in force: an inline <style> added now is refused and reported.
-    const applied = await page.evaluate(async () => {
+    // The CSP is really in force: an inline <style> added now is refused and reported. The
+    // report is an event: wait for it, then the rule must not apply (while the same colour
+    // set through the CSSOM, which style-src allows, does: the reading is not blind).
+    await page.evaluate(() => {
       const s = document.createElement('style');
+      s.id = 'csp-probe';
       s.textContent = 'body { background-color: rgb(1, 2, 3) }';
       document.head.append(s);
-      await new Promise((r) => setTimeout(r, 50));
-      const out = getComputedStyle(document.body).backgroundColor;
-      s.remove();
-      return out;
     });
-    assert.notEqual(applied, 'rgb(1, 2, 3)');
-    assert.ok((await violations()).some((v) => v.startsWith('style-src')), JSON.stringify(await violations()));
-    await page.waitForTimeout(50);
-    problems = problems.filter((p) => !/inline style/.test(p)); /* ours, just now */
+    await pollUntil(violations, { until: (v) => v.some((x) => x.startsWith('style-src')), timeoutMs: 3000, intervalMs: 20, what: 'the style-src violation report' });
+    const applied = await page.evaluate(() => {
+      const refused = getComputedStyle(document.body).backgroundColor;
+      document.getElementById('csp-probe').remove();
+      document.body.style.backgroundColor = 'rgb(1, 2, 3)';
+      const allowed = getComputedStyle(document.body).backgroundColor;
+      document.body.style.backgroundColor = '';
+      return { refused, allowed };
+    });
+    assert.deepEqual(applied, { refused: applied.refused, allowed: 'rgb(1, 2, 3)' }, 'the CSSOM colour applies');
+    assert.notEqual(applied.refused, 'rgb(1, 2, 3)', 'the inline <style> was applied despite the CSP');
+    // Chromium also says so on the console: wait for that line, then drop it (ours, just now).
+    await pollUntil(() => problems.some((p) => /inline style/.test(p)), { timeoutMs: 3000, intervalMs: 20, what: 'Chromium\'s console line about the refused inline style' });
+    problems = problems.filter((p) => !/inline style/.test(p));
   });
 
   test('a host page of another origin with a strict CSP header: styled, answers, no violation', async () => {

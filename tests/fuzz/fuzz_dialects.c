@@ -173,10 +173,10 @@ const char *sl_conn_tcp_peer(sl_conn_t *c)
     return "127.0.0.1";
 }
 
-void sl_conn_respond_err(sl_conn_t *c, int err, const char *code, const char *message,
-                         const char *extra)
+void sl_conn_respond_err(sl_conn_t *c, int err, const char *code, const char *param,
+                         const char *message, const char *extra)
 {
-    sl_conn_respond_error(c, sl_err_status(err), sl_err_type(err), code, NULL,
+    sl_conn_respond_error(c, sl_err_status(err), sl_err_type(err), code, param,
                           message ? message : sl_strerror(err), extra);
 }
 
@@ -475,7 +475,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else if (fd.on_error)
             fd.on_error(&c, rc, fd.allow.data);
         else
-            sl_conn_respond_err(&c, rc, "unknown_url", NULL, fd.allow.data);
+            sl_conn_respond_err(&c, rc, "unknown_url", NULL, NULL, fd.allow.data);
         FUZZ_CHECK((rc == SL_EMETHOD) == (fd.allow.len > 0));
         sl_buf_dispose(&fd.allow);
         sl_buf_dispose(&c.head_extra);

@@ -20,7 +20,6 @@
 #include <signal.h>
 
 #include "upstream/h1.h"
-#include "upstream/multi.h"
 #include "upstream/xfer_transport.h"
 
 #define MAX_PIECES 16
@@ -40,23 +39,18 @@ struct sl_xfer {
 static uv_loop_t loop;
 static sl_h1_pool_t *pool;
 
-struct sl_h1_pool *sl_multi_h1(sl_multi_t *m)
-{
-    return pool;
-}
-
-void sl_xfer_on_connected(sl_xfer_t *x)
+static void on_connected(sl_xfer_t *x)
 {
 }
 
-void sl_xfer_on_status(sl_xfer_t *x, int status)
+static void on_status(sl_xfer_t *x, int status)
 {
     FUZZ_CHECK(x->dones == 0 && x->statuses == 0 && x->body_calls == 0);
     x->status = status;
     x->statuses++;
 }
 
-void sl_xfer_on_header(sl_xfer_t *x, const char *name, size_t nlen, const char *value, size_t vlen)
+static void on_header(sl_xfer_t *x, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     FUZZ_CHECK(x->dones == 0 && x->statuses == 0);
     sl_buf_append(&x->headers, name, nlen);
@@ -73,7 +67,7 @@ static void on_resume(uv_timer_t *t)
         sl_xfer_h1.resume(x->state);
 }
 
-int sl_xfer_on_body(sl_xfer_t *x, const char *p, size_t len)
+static int on_body(sl_xfer_t *x, const char *p, size_t len)
 {
     FUZZ_CHECK(x->dones == 0 && x->statuses == 1 && !x->stopped);
     int k = x->body_calls++;
@@ -94,7 +88,7 @@ int sl_xfer_on_body(sl_xfer_t *x, const char *p, size_t len)
     return SL_XFER_TAKEN;
 }
 
-void sl_xfer_on_done(sl_xfer_t *x, sl_xfer_result_t res, const char *detail)
+static void on_done(sl_xfer_t *x, sl_xfer_result_t res, const char *detail)
 {
     FUZZ_CHECK(x->dones == 0);
     x->dones++;
@@ -356,8 +350,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", listen_port);
     pool = sl_h1_pool_new(&loop);
-    sl_xfer_wire_t w = {.url = url, .loop = &loop};
-    w.headers = curl_slist_append(NULL, "Content-Type: application/json");
+    static const sl_xfer_sink_t sink = {
+        .connected = on_connected,
+        .status = on_status,
+        .header = on_header,
+        .body = on_body,
+        .done = on_done,
+    };
+    sl_xfer_wire_t w = {.url = url, .loop = &loop, .h1 = pool, .sink = &sink};
+    FUZZ_CHECK(sl_headers_add(&w.headers, "Content-Type", "application/json") == 0);
     sl_buf_init(&w.body);
     sl_buf_puts(&w.body, "{}");
     FUZZ_CHECK(sl_xfer_h1.start(&x, &w, &x.state) == 0);

@@ -56,7 +56,7 @@ async function usageData(params) {
 }
 const requestsIn = (data) => data.reduce((n, r) => n + r.requests, 0);
 /* Polls /admin/usage until it counts `n` requests (the store thread writes in batches). */
-const usageWhen = (params, n) => pollUntil(() => usageData(params), (d) => requestsIn(d) >= n, 3000, `${n} requests in /admin/usage`, 100);
+const usageWhen = (params, n) => pollUntil(() => usageData(params), { until: (d) => requestsIn(d) >= n, timeoutMs: 3000, what: `${n} requests in /admin/usage`, intervalMs: 100, returnLast: true });
 const byGroup = (data) => Object.fromEntries(data.map((r) => [r.group, r]));
 
 /* The upstream's prompt tokens for the request whose last user message is tag. */

@@ -66,7 +66,7 @@ async function spendUntilRefused(key, budget, spent0 = 0) {
   }
   assert.ok(spent >= budget, `8 answers did not spend ${budget} tokens`);
   const t0 = performance.now();
-  const r = await pollUntil(() => post(chat('ok', uid('over')), key), (x) => x.status === 429, 1000, 'the budget refusal', 100);
+  const r = await pollUntil(() => post(chat('ok', uid('over')), key), { until: (x) => x.status === 429, timeoutMs: 1000, what: 'the budget refusal', intervalMs: 100, returnLast: true });
   const lagMs = performance.now() - t0;
   assertErrorBody(r, 429, { type: 'insufficient_quota', code: 'insufficient_quota' });
   return { spent, lagMs };
@@ -91,7 +91,7 @@ describe('budget_tokens', { timeout: 60_000 }, () => {
     secrets.push(secret);
     issued = secret;
     const tag = uid('cli-first');
-    const first = await pollUntil(() => post(chat('ok', tag), secret), (x) => x.status !== 401, 1500, 'the new key', 50);
+    const first = await pollUntil(() => post(chat('ok', tag), secret), { until: (x) => x.status !== 401, timeoutMs: 1500, what: 'the new key', returnLast: true });
     assert.equal(first.status, 200, `the new key: ${first.status} ${first.text.slice(0, 200)}`);
     const spent = await upstreamTokens(tag, 5);
     const { lagMs } = await spendUntilRefused(secret, 50, spent);

@@ -106,7 +106,7 @@ describe('trusted_proxies: the forwarded client has its own per-IP bucket', { ti
     const ip = '203.0.113.77';
     assertJSON(await postJSON(sl, '/model', { prompt: 'who am i' }, { 'x-forwarded-for': ip }), 200);
     const st = await pollUntil(async () => assertJSON(await request(sl.url, { path: `/rate-limit/stats/${ip}` }), 200),
-      (s) => s.requests >= 1, 3000, `the usage of ${ip}`);
+      { until: (s) => s.requests >= 1, timeoutMs: 3000, what: `the usage of ${ip}`, returnLast: true });
     assert.equal(st.user_id, ip);
     assert.equal(st.requests, 1, JSON.stringify(st));
   });

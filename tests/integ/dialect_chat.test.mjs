@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { usageFor } from './lib/fake-upstream.mjs';
 import { openStream } from './lib/sse.mjs';
 import { request, RawClient, formatRequest } from './lib/raw-http.mjs';
-import { assertStreamHeaders } from './lib/checks.mjs';
+import { assertStreamHeaders, assertChunkStream } from './lib/checks.mjs';
 import { chat, CLIENT_KEY, UPSTREAM_KEY } from './lib/sluice.mjs';
 import {
   useSluices, dialectConfig, uid, echoed, mockAnswer, postJSON, payloads, assertUpstreamCancelled,
@@ -72,7 +72,9 @@ function assertChatStream(s, label = 'chat stream') {
   return { sessionId: evs[0].session_id, chunks, text };
 }
 
-/* A failed seed 000 stream: one error event with a message, last, and no end event. */
+/* A failed seed 000 stream: start(session_id) first (it goes out before the upstream is
+ * asked, so even a 500 before any token comes after it), then one error event with a
+ * message, last, and no end event. */
 function assertChatStreamError(s, label = 'failed chat stream') {
   assert.equal(s.status, 200, `${label}: status ${s.status} ${s.text().slice(0, 300)}`);
   assertStreamHeaders(s.headers);
@@ -84,7 +86,9 @@ function assertChatStreamError(s, label = 'failed chat stream') {
   assert.equal(evs.at(-1).type, 'error', `${label}: the error event must be the last`);
   assert.equal(typeof errs[0].error, 'string');
   assert.ok(errs[0].error.length > 0, 'empty error message');
-  if (evs[0].type !== 'error') assert.equal(evs[0].type, 'start');
+  assert.equal(evs[0].type, 'start', `${label}: the first event: ${JSON.stringify(evs[0])}`);
+  assert.equal(typeof evs[0].session_id, 'string', `${label}: start without a session_id`);
+  assert.equal(evs.filter((e) => e.type === 'start').length, 1, `${label}: one start event`);
   return { chunks, text, error: errs[0].error };
 }
 
@@ -206,15 +210,23 @@ describe('chat dialect: bad input is 400 {"error"} and nothing goes upstream', {
 });
 
 describe('chat dialect: paths match exactly', { timeout: 60_000 }, () => {
-  test('/api/chat/stream (no trailing slash) is not the chat stream', async () => {
+  // Without the slash these are the rag dialect's paths (dialect_rag.test.mjs): it answers
+  // them, in its own shapes, and the chat dialect does not.
+  test('/api/chat/stream (no trailing slash) is not the chat stream: the rag dialect\'s', async () => {
     const s = await stream(ctx.sl.mock, { message: 'no-slash' }, {}, '/api/chat/stream').finished();
-    const starts = s.dataEvents().filter((e) => e.json?.type === 'start');
-    assert.equal(starts.length, 0, `/api/chat/stream answered like /api/chat/stream/: ${s.status} ${s.text().slice(0, 200)}`);
+    assert.equal(s.status, 200, `/api/chat/stream: ${s.status} ${s.text().slice(0, 200)}`);
+    const types = payloads(s, '/api/chat/stream').map((e) => e.type);
+    assert.equal(types[0], 'phase', `the rag dialect's phase events first: ${types}`);
+    assert.ok(types.includes('sources'), `the rag dialect's sources event: ${types}`);
+    assert.ok(!types.includes('start'), `the chat dialect's start event at /api/chat/stream: ${types}`);
   });
 
-  test('/api/chat (no trailing slash) is not the chat JSON endpoint', async () => {
+  test('/api/chat (no trailing slash) is not the chat JSON endpoint: the rag dialect\'s', async () => {
     const r = await postJSON(ctx.sl.mock, '/api/chat', { message: 'no-slash' });
-    assert.ok(!(r.status === 200 && r.json && 'session_id' in r.json), `/api/chat answered like /api/chat/: ${r.status} ${r.text.slice(0, 200)}`);
+    const j = assertJSON(r, 200, '/api/chat');
+    assert.equal(typeof j.answer, 'string', `the rag dialect's {answer}: ${r.text.slice(0, 200)}`);
+    assert.ok(Array.isArray(j.sources), `the rag dialect's {sources}: ${r.text.slice(0, 200)}`);
+    assert.ok(!('session_id' in j) && !('response' in j), `/api/chat answered like /api/chat/: ${r.text.slice(0, 200)}`);
   });
 
   test('GET /api/chat/ is not answered as a chat (405 or 404)', async () => {
@@ -231,7 +243,6 @@ describe('chat dialect: an upstream failure is an error event and no end', { tim
     const s = await stream(ctx.sl.drop, { message: msg }).finished();
     const { chunks } = assertChatStreamError(s, 'dropped upstream');
     assert.deepEqual(nonEmpty(chunks), [`${msg}#0 `, `${msg}#1 `, `${msg}#2 `], 'the chunks before the drop are relayed');
-    assert.equal(s.dataEvents()[0].json.type, 'start');
   });
 
   test('upstream goes silent mid-stream (idle timeout 400 ms): error event, no end', async () => {
@@ -345,9 +356,8 @@ describe('dialect defaults', { timeout: 60_000 }, () => {
 describe('openai dialect at /api/v1 (seed 001)', { timeout: 60_000 }, () => {
   test('a stream from /api/v1/chat/completions carries X-Accel-Buffering: no', async () => {
     const s = await openStream(`${ctx.sl.mock.url}/api/v1/chat/completions`, chat('mock-seed001', 'hi', { stream: true })).finished();
-    assert.equal(s.status, 200);
     assert.equal(s.headers['x-accel-buffering'], 'no');
-    assert.equal(s.dataEvents().at(-1).data, '[DONE]');
+    assertChunkStream(s, { model: 'mock-seed001', label: '/api/v1 stream' });
   });
 });
 

@@ -268,7 +268,7 @@ describe('monoai: /rate-limit/stats', { timeout: 60_000 }, () => {
     assertJSON(await postJSON(ctx.sl.main, '/model', { prompt: 'other', user_id: `${user}-other` }), 200);
     const sum = (k) => usages.reduce((a, u) => a + u[k], 0);
     // Usage records are written by the store thread: poll (bounded) until all three are in.
-    const last = await pollUntil(() => statsOf(ctx.sl.main, user), (x) => x.requests >= 3, 3000, `3 requests in the stats of ${user}`);
+    const last = await pollUntil(() => statsOf(ctx.sl.main, user), { until: (x) => x.requests >= 3, timeoutMs: 3000, what: `3 requests in the stats of ${user}`, returnLast: true });
     assert.equal(last.user_id, user);
     assert.equal(last.requests, 3, `stats after 3 requests: ${JSON.stringify(last)}`);
     assert.equal(last.prompt_tokens, sum('prompt_tokens'));

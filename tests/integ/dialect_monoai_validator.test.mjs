@@ -133,13 +133,13 @@ describe('monoai users.url: the verdict', { timeout: 60_000 }, () => {
     const rest = uid('norm');
     const j = assertJSON(await postJSON(ctx.sl.main, '/model', { prompt: 'hi', user_id: `admin-${rest}` }), 200);
     assert.equal(typeof j.response, 'string');
-    const s = await pollUntil(() => statsOf(ctx.sl.main, `user-${rest}`), (x) => x.requests >= 1, 3000, 'the normalized user in the stats');
+    const s = await pollUntil(() => statsOf(ctx.sl.main, `user-${rest}`), { until: (x) => x.requests >= 1, timeoutMs: 3000, what: 'the normalized user in the stats', returnLast: true });
     assert.equal(s.requests, 1, `stats of the normalized id: ${JSON.stringify(s)}`);
     assert.equal((await statsOf(ctx.sl.main, `admin-${rest}`)).requests, 0, 'the id as sent must not be counted');
     // a bare JSON string is a normalized id too
     const str = uid('s');
     assertJSON(await postJSON(ctx.sl.main, '/model', { prompt: 'hi', user_id: `str-${str}` }), 200);
-    const n = await pollUntil(() => statsOf(ctx.sl.main, `norm-${str}`), (x) => x.requests >= 1, 3000, 'the string-normalized user');
+    const n = await pollUntil(() => statsOf(ctx.sl.main, `norm-${str}`), { until: (x) => x.requests >= 1, timeoutMs: 3000, what: 'the string-normalized user', returnLast: true });
     assert.equal(n.requests, 1);
   });
 
@@ -221,7 +221,7 @@ describe('monoai users.url: the per-worker cache', { timeout: 60_000 }, () => {
     const rest = uid('cn');
     for (let i = 0; i < 2; i++) assertJSON(await postJSON(ctx.sl.main, '/model', { prompt: 'x', user_id: `admin-${rest}` }), 200);
     assert.equal(v.callsFor(`admin-${rest}`).length, 1);
-    const s = await pollUntil(() => statsOf(ctx.sl.main, `user-${rest}`), (x) => x.requests >= 2, 3000, 'both requests under the normalized id');
+    const s = await pollUntil(() => statsOf(ctx.sl.main, `user-${rest}`), { until: (x) => x.requests >= 2, timeoutMs: 3000, what: 'both requests under the normalized id', returnLast: true });
     assert.equal(s.requests, 2);
   });
 

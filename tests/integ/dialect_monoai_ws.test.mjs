@@ -132,7 +132,7 @@ describe('monoai WebSocket: streaming', { timeout: 60_000 }, () => {
       usage = assertComplete(await c.exchange({ prompt: 'count me', user_id: user })).usage;
     });
     const st = await pollUntil(async () => assertJSON(await request(ctx.sl.main.url, { path: `/rate-limit/stats/${user}` }), 200),
-      (s) => s.requests >= 1, 3000);
+      { until: (s) => s.requests >= 1, timeoutMs: 3000, what: `the usage of ${user}`, returnLast: true });
     assert.equal(st.requests, 1, `stats: ${JSON.stringify(st)}`);
     assert.equal(st.prompt_tokens, usage.prompt_tokens);
     assert.equal(st.completion_tokens, usage.completion_tokens);

@@ -211,7 +211,7 @@ describe('rag dialect: POST /api/chat (JSON)', { timeout: 60_000 }, () => {
     assert.ok(!first.cached);
     const rid = uid('rid');
     const again = await pollUntil(async () => assertJSON(await ask(ctx.sl.mock, { question: `  ${q.toUpperCase()} ` }, { 'x-request-id': rid }), 200),
-      (j) => j.cached === true, 3000, 'a cached answer');
+      { until: (j) => j.cached === true, timeoutMs: 3000, what: 'a cached answer', returnLast: true });
     assert.equal(again.cached, true);
     assert.equal(again.answer, first.answer);
     assert.deepEqual(again.sources, first.sources);
@@ -287,7 +287,7 @@ describe('rag dialect: the corpus index', { timeout: 60_000 }, () => {
     fs.rmSync(path.join(ctx.dir, dir, 'sub'), { recursive: true });
     process.kill(sl.pid, 'SIGHUP');
     const after = await pollUntil(async () => assertJSON(await ask(sl, { question: 'walrus tusks' }), 200),
-      (j) => j.sources.length === 2, 5000, 'the new text in the index');
+      { until: (j) => j.sources.length === 2, timeoutMs: 5000, what: 'the new text in the index', returnLast: true });
     assert.deepEqual(after.sources.map((s) => s.path), ['walrus.md', 'penguins.txt']);
     const gone = assertJSON(await ask(sl, { question: 'tomates riego' }), 200);
     assert.equal(gone.sources.length, 0, 'a removed file leaves the index');

@@ -64,9 +64,9 @@ describe('/rate-limit/stats: each key sees its own usage, an admin key all', { t
       assertJSON(await ask(key, user), 200, `${user}`);
     }
     // the store writes in batches: wait (bounded) until the admin sees all five
-    const all = await pollUntil(async () => assertJSON(await get(sl, '/rate-limit/stats', K.admin), 200),
-      (j) => ['alice', 'bob', 'shared'].every((u) => j.users.some((x) => x.user_id === users[u])) &&
-        j.users.find((x) => x.user_id === users.shared).requests === 2, 3000, 'five usage records');
+    const all = await pollUntil(async () => assertJSON(await get(sl, '/rate-limit/stats', K.admin), 200), {
+      until: (j) => ['alice', 'bob', 'shared'].every((u) => j.users.some((x) => x.user_id === users[u])) &&
+        j.users.find((x) => x.user_id === users.shared).requests === 2, timeoutMs: 3000, what: 'five usage records', returnLast: true });
     const byId = (j) => Object.fromEntries(j.users.map((u) => [u.user_id, u.requests]));
     assert.deepEqual(
       [users.alice, users.bob, users.shared].map((u) => byId(all)[u]), [2, 1, 2], 'the admin sees every key\'s records');

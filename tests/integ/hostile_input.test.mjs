@@ -5,9 +5,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { performance } from 'node:perf_hooks';
 import { RawClient, formatRequest, request } from './lib/raw-http.mjs';
 import { useSluice, baseConfig, chat } from './lib/sluice.mjs';
+import { pollUntilSteady } from './lib/poll.mjs';
 
 const ctx = useSluice((up) => baseConfig({ upstreamPort: up.port, timeouts: { client_header: '600ms' } }));
 const MiB = 1024 * 1024;
@@ -15,19 +15,6 @@ const MiB = 1024 * 1024;
 function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m[1]) * 1024;
-}
-
-/* Resolves once get() has not changed for quietMs (bounded by timeoutMs: then the last value). */
-async function settle(get, quietMs, timeoutMs) {
-  const t0 = performance.now();
-  let last = get();
-  let since = t0;
-  while (performance.now() - t0 < timeoutMs) {
-    await new Promise((r) => setTimeout(r, 50));
-    const v = get();
-    if (v !== last) { last = v; since = performance.now(); } else if (performance.now() - since >= quietMs) break;
-  }
-  return last;
 }
 
 async function stillServing() {
@@ -62,7 +49,7 @@ describe('a client that pipelines without reading', { timeout: 90_000 }, () => {
     rc.pause();
     try {
       rc.sock.write(bytes); // no await: the kernel and node hold what sluice does not read
-      const answered = await settle(() => ctx.sl.accessLog().length, 600, 8000) - logsBefore;
+      const answered = await pollUntilSteady(() => ctx.sl.accessLog().length, { quietMs: 600, timeoutMs: 8000, what: 'the access log to stop growing' }) - logsBefore;
       const grown = rssBytes(ctx.sl.pid) - rssBefore;
       const allowed = (process.env.SLUICE_SANITIZED ? 48 : 12) * MiB;
       assert.ok(grown < allowed, `sluice grew by ${(grown / MiB).toFixed(1)} MiB for a client that reads nothing`);

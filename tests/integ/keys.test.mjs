@@ -12,7 +12,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { request } from './lib/raw-http.mjs';
 import { openStream } from './lib/sse.mjs';
-import { assertErrorBody } from './lib/checks.mjs';
+import { assertErrorBody, assertChunkStream } from './lib/checks.mjs';
 import { runSluiceSync, baseConfig, chat, CLIENT_KEY, UPSTREAM_KEY } from './lib/sluice.mjs';
 import { useSluices, uid, pollUntil, assertNothingUpstream } from './lib/dialects.mjs';
 
@@ -63,7 +63,7 @@ function listLine(id) {
 /* Polls (≤ ms) until key answers `status` on sl; returns the last answer and when it came. */
 async function untilStatus(sl, key, status, ms, model = 'ok') {
   const t0 = performance.now();
-  const r = await pollUntil(() => post(sl, chat(model, uid('poll')), key), (x) => x.status === status, ms, `HTTP ${status}`, 25);
+  const r = await pollUntil(() => post(sl, chat(model, uid('poll')), key), { until: (x) => x.status === status, timeoutMs: ms, what: `HTTP ${status}`, intervalMs: 25, returnLast: true });
   return { r, ms: performance.now() - t0 };
 }
 
@@ -78,7 +78,7 @@ describe('sluice keys create / list', { timeout: 60_000 }, () => {
     const body = chat('chunks:3', uid('issued-stream'), { stream: true });
     const s = await openStream(`${ctx.sl.b.url}/v1/chat/completions`, body, { headers: { authorization: `Bearer ${k.secret}` } }).finished();
     assert.equal(s.status, 200, `streaming with an issued key: ${s.text().slice(0, 300)}`);
-    assert.ok(s.text().endsWith('data: [DONE]\n\n'));
+    assertChunkStream(s, { label: 'issued-key stream' });
     const rec = await ctx.up.waitForRequest((x) => x.body?.messages?.[0]?.content === body.messages[0].content);
     assert.equal(rec.headers.authorization, `Bearer ${UPSTREAM_KEY}`, 'the upstream gets the provider key');
     assert.ok(!JSON.stringify(rec.headers).includes(k.secret) && !rec.rawBody.toString().includes(k.secret), 'the issued key was forwarded upstream');

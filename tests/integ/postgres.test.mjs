@@ -46,7 +46,7 @@ const sqlStr = (s) => `'${String(s).replace(/'/g, "''")}'`;
 /* Polls (≤ ms) until key answers `status` on sl. */
 async function untilStatus(sl, key, status, ms) {
   const t0 = performance.now();
-  const r = await pollUntil(() => post(sl, chat('ok', uid('poll')), key), (x) => x.status === status, ms, `HTTP ${status}`, 25);
+  const r = await pollUntil(() => post(sl, chat('ok', uid('poll')), key), { until: (x) => x.status === status, timeoutMs: ms, what: `HTTP ${status}`, intervalMs: 25, returnLast: true });
   return { r, ms: performance.now() - t0 };
 }
 
@@ -125,14 +125,14 @@ describe('usage in PostgreSQL', { timeout: 60_000 }, () => {
       want.push({ model: body.model, key: 'dev', status: 200, prompt: promptTokens(rec.body), completion, cancelled: 0 });
     }
     want.sort((x, y) => (x.model < y.model ? -1 : 1));
-    const rows = await pollUntil(() => usageRows(tag), (r) => r.length >= sent.length, 3000, 'the usage rows', 100);
+    const rows = await pollUntil(() => usageRows(tag), { until: (r) => r.length >= sent.length, timeoutMs: 3000, what: 'the usage rows', intervalMs: 100, returnLast: true });
     assert.deepEqual(rows, want, 'usage rows in PostgreSQL');
   });
 
   test('usage goes to PostgreSQL, not to the SQLite file', async () => {
     const tag = uid('pg-only');
     assert.equal((await post(ctx.sl.a, chat(`ok:${tag}`, tag))).status, 200);
-    await pollUntil(() => usageRows(tag), (r) => r.length === 1, 3000, 'the usage row', 100);
+    await pollUntil(() => usageRows(tag), { until: (r) => r.length === 1, timeoutMs: 3000, what: 'the usage row in PostgreSQL', intervalMs: 100 });
     const r = spawnSync('sqlite3', [sqliteFiles.a, `SELECT count(*) FROM usage WHERE model = ${sqlStr(`ok:${tag}`)}`], { encoding: 'utf8', timeout: 5000 });
     if (r.error?.code === 'ENOENT') return; // no sqlite3 CLI: nothing more to check
     if (r.status !== 0) {

@@ -19,7 +19,7 @@ import {
 import { openStream } from './lib/sse.mjs';
 import { request } from './lib/raw-http.mjs';
 import { useSluice, baseConfig, chat, CLIENT_KEY } from './lib/sluice.mjs';
-import { assertErrorBody, assertStreamHeaders, assertErrorEnding } from './lib/checks.mjs';
+import { assertErrorBody, assertErrorEnding, assertChunkStream } from './lib/checks.mjs';
 import { uid } from './lib/dialects.mjs';
 
 let ant;
@@ -77,68 +77,6 @@ function turns(messages) {
 const systemText = (s) => (typeof s === 'string' ? s : Array.isArray(s) ? s.map((b) => b.text).join('\n') : s);
 const pickUsage = (u) => u && { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total_tokens };
 
-/* An OpenAI chunk stream as a strict client checks it (see providers_azure.test.mjs). */
-function assertChunkStream(s, { finish = 'stop', usage = null } = {}) {
-  assert.equal(s.status, 200, `status ${s.status}: ${s.text().slice(0, 300)}`);
-  assertStreamHeaders(s.headers);
-  assert.equal(s.ended, true, 'the stream did not end cleanly');
-  const datas = s.dataEvents();
-  assert.ok(datas.length >= 3, `too few events: ${s.text().slice(0, 500)}`);
-  assert.equal(datas.at(-1).data, '[DONE]', 'the last event must be [DONE]');
-  assert.equal(datas.filter((d) => d.data === '[DONE]').length, 1, 'one [DONE]');
-  assert.ok(datas.every((d) => d.event === null), `an OpenAI stream has no \`event:\` names (Anthropic's leaked): ${s.text().slice(0, 300)}`);
-  const chunks = datas.slice(0, -1).map((d) => {
-    assert.ok(d.json && typeof d.json === 'object', `not a JSON chunk: ${d.data}`);
-    return d.json;
-  });
-  for (const c of chunks) {
-    assert.ok(!c.error, `error chunk: ${JSON.stringify(c)}`);
-    assert.equal(c.object, 'chat.completion.chunk', `object: ${JSON.stringify(c)}`);
-    assert.ok(Array.isArray(c.choices), `choices must be an array: ${JSON.stringify(c)}`);
-    assert.ok(typeof c.id === 'string' && c.id.length > 0, `chunk id: ${JSON.stringify(c)}`);
-    assert.ok(Number.isInteger(c.created), `created: ${JSON.stringify(c)}`);
-    assert.equal(typeof c.model, 'string');
-  }
-  assert.equal(new Set(chunks.map((c) => c.id)).size, 1, 'every chunk carries the same id');
-  const empty = chunks.filter((c) => c.choices.length === 0);
-  if (usage) {
-    assert.equal(empty.length, 1, `expected one usage chunk, got ${empty.length}`);
-    assert.equal(chunks.at(-1), empty[0], 'the usage chunk comes last, before [DONE]');
-    assert.deepEqual(pickUsage(empty[0].usage), usage, 'usage');
-  } else {
-    assert.equal(empty.length, 0, `a chunk with choices: [] without include_usage: ${JSON.stringify(empty[0])}`);
-  }
-  const withChoices = chunks.filter((c) => c.choices.length > 0);
-  for (const c of withChoices) {
-    assert.equal(c.choices.length, 1);
-    assert.equal(c.choices[0].index, 0, 'choice index');
-    assert.ok(c.choices[0].delta && typeof c.choices[0].delta === 'object', `delta: ${JSON.stringify(c)}`);
-    assert.ok(!c.usage, `usage on a choice chunk: ${JSON.stringify(c)}`);
-  }
-  assert.equal(withChoices[0].choices[0].delta.role, 'assistant', 'the first delta carries role "assistant"');
-  const finishes = withChoices.filter((c) => c.choices[0].finish_reason !== null && c.choices[0].finish_reason !== undefined);
-  assert.equal(finishes.length, 1, 'exactly one finish_reason');
-  assert.equal(finishes[0], withChoices.at(-1), 'finish_reason is on the last choice chunk');
-  assert.equal(finishes[0].choices[0].finish_reason, finish, 'finish_reason');
-  const text = withChoices.map((c) => c.choices[0].delta.content ?? '').join('');
-  const toolCalls = [];
-  for (const c of withChoices) {
-    for (const tc of c.choices[0].delta.tool_calls ?? []) {
-      assert.ok(Number.isInteger(tc.index), `tool call delta without index: ${JSON.stringify(tc)}`);
-      if (!toolCalls[tc.index]) {
-        assert.equal(typeof tc.id, 'string', `the first delta of tool call ${tc.index} has its id`);
-        assert.equal(tc.type, 'function');
-        assert.equal(typeof tc.function?.name, 'string');
-        toolCalls[tc.index] = { id: tc.id, name: tc.function.name, arguments: tc.function.arguments ?? '' };
-      } else {
-        assert.equal(tc.id ?? tc.function?.name ?? undefined, undefined, `a later delta of tool call ${tc.index} repeats id/name`);
-        toolCalls[tc.index].arguments += tc.function?.arguments ?? '';
-      }
-    }
-  }
-  assert.equal(toolCalls.length, toolCalls.filter(Boolean).length, `tool call indexes must count from 0 without holes: ${JSON.stringify(toolCalls)}`);
-  return { chunks, text, toolCalls };
-}
 
 const TOOLS = [
   { type: 'function', function: { name: 'get_weather', description: 'Weather at a place',

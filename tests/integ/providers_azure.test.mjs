@@ -14,7 +14,7 @@ import {
 import { openStream } from './lib/sse.mjs';
 import { request } from './lib/raw-http.mjs';
 import { useSluice, baseConfig, chat, CLIENT_KEY } from './lib/sluice.mjs';
-import { assertErrorBody, assertStreamHeaders, assertErrorEnding } from './lib/checks.mjs';
+import { assertErrorBody, assertErrorEnding, assertChunkStream } from './lib/checks.mjs';
 import { uid } from './lib/dialects.mjs';
 
 const WRONG_KEY = 'az-wrong-key-0000';
@@ -57,70 +57,16 @@ function azureRequest(rid) {
 const pickUsage = (u) => u && { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total_tokens };
 
 /*
- * Checks an OpenAI chunk stream as a strict client would (DESIGN §3, "what real clients
- * require"): [DONE] last, no named events, every chunk a chat.completion.chunk with one id,
- * role on the first delta, one finish_reason on the last choice chunk, `choices: []` only for
- * the usage chunk and only when `usage` is expected. Returns {chunks, text, toolCalls}.
+ * The stream a client gets from an Azure deployment through sluice: a strict OpenAI chunk
+ * stream (lib/checks.mjs), and Azure's prompt-filter chunk (choices: [], no usage) never
+ * reaches the client. Returns what assertChunkStream does.
  */
-function assertChunkStream(s, { finish = 'stop', usage = null } = {}) {
-  assert.equal(s.status, 200, `status ${s.status}: ${s.text().slice(0, 300)}`);
-  assertStreamHeaders(s.headers);
-  assert.equal(s.ended, true, 'the stream did not end cleanly');
-  const datas = s.dataEvents();
-  assert.ok(datas.length >= 3, `too few events: ${s.text().slice(0, 500)}`);
-  assert.equal(datas.at(-1).data, '[DONE]', 'the last event must be [DONE]');
-  assert.equal(datas.filter((d) => d.data === '[DONE]').length, 1, 'one [DONE]');
-  assert.ok(datas.every((d) => d.event === null), 'an OpenAI stream has no `event:` names');
-  const chunks = datas.slice(0, -1).map((d) => {
-    assert.ok(d.json && typeof d.json === 'object', `not a JSON chunk: ${d.data}`);
-    return d.json;
-  });
-  for (const c of chunks) {
-    assert.ok(!c.error, `error chunk: ${JSON.stringify(c)}`);
-    assert.equal(c.object, 'chat.completion.chunk', `object: ${JSON.stringify(c)}`);
-    assert.ok(Array.isArray(c.choices), `choices must be an array: ${JSON.stringify(c)}`);
-    assert.ok(typeof c.id === 'string' && c.id.length > 0, `chunk id: ${JSON.stringify(c)}`);
-    assert.ok(Number.isInteger(c.created), `created: ${JSON.stringify(c)}`);
-    assert.equal(typeof c.model, 'string');
+function assertAzureChunkStream(s, opts) {
+  const r = assertChunkStream(s, opts);
+  for (const c of r.chunks) {
     assert.ok(!('prompt_filter_results' in c) || c.choices.length > 0, `Azure's prompt-filter chunk reached the client: ${JSON.stringify(c)}`);
   }
-  assert.equal(new Set(chunks.map((c) => c.id)).size, 1, `chunk ids differ: ${[...new Set(chunks.map((c) => c.id))]}`);
-  const empty = chunks.filter((c) => c.choices.length === 0);
-  if (usage) {
-    assert.equal(empty.length, 1, `expected one usage chunk, got ${empty.length}`);
-    assert.equal(chunks.at(-1), empty[0], 'the usage chunk comes last, before [DONE]');
-    assert.deepEqual(pickUsage(empty[0].usage), usage, 'usage');
-  } else {
-    assert.equal(empty.length, 0, `a chunk with choices: [] without include_usage: ${JSON.stringify(empty[0])}`);
-  }
-  const withChoices = chunks.filter((c) => c.choices.length > 0);
-  for (const c of withChoices) {
-    assert.equal(c.choices.length, 1);
-    assert.equal(c.choices[0].index, 0, 'choice index');
-    assert.ok(c.choices[0].delta && typeof c.choices[0].delta === 'object', `delta: ${JSON.stringify(c)}`);
-    assert.ok(!c.usage, `usage on a choice chunk: ${JSON.stringify(c)}`);
-  }
-  assert.equal(withChoices[0].choices[0].delta.role, 'assistant', 'the first delta carries role "assistant"');
-  const finishes = withChoices.filter((c) => c.choices[0].finish_reason !== null && c.choices[0].finish_reason !== undefined);
-  assert.equal(finishes.length, 1, 'exactly one finish_reason');
-  assert.equal(finishes[0], withChoices.at(-1), 'finish_reason is on the last choice chunk');
-  assert.equal(finishes[0].choices[0].finish_reason, finish, 'finish_reason');
-  const text = withChoices.map((c) => c.choices[0].delta.content ?? '').join('');
-  const toolCalls = [];
-  for (const c of withChoices) {
-    for (const tc of c.choices[0].delta.tool_calls ?? []) {
-      assert.ok(Number.isInteger(tc.index), `tool call delta without index: ${JSON.stringify(tc)}`);
-      if (!toolCalls[tc.index]) {
-        assert.equal(typeof tc.id, 'string', `the first delta of tool call ${tc.index} has its id`);
-        assert.equal(tc.type, 'function');
-        assert.equal(typeof tc.function?.name, 'string');
-        toolCalls[tc.index] = { id: tc.id, name: tc.function.name, arguments: tc.function.arguments ?? '' };
-      } else {
-        toolCalls[tc.index].arguments += tc.function?.arguments ?? '';
-      }
-    }
-  }
-  return { chunks, text, toolCalls };
+  return r;
 }
 
 describe('the fake Azure OpenAI, directly, through the openai SDK\'s AzureOpenAI client', { timeout: 60_000 }, () => {
@@ -191,7 +137,7 @@ describe('azure: what the OpenAI client receives', { timeout: 60_000 }, () => {
     const rid = uid('az-stream');
     const body = chat('chunks:4', rid, { stream: true });
     const s = await openStream(url(), body, { headers: { 'x-request-id': rid } }).finished();
-    const { text } = assertChunkStream(s);
+    const { text } = assertAzureChunkStream(s);
     const rec = await azureRequest(rid);
     assert.equal(text, azurePieces('chunks:4', rec.body).join(''));
   });
@@ -201,7 +147,7 @@ describe('azure: what the OpenAI client receives', { timeout: 60_000 }, () => {
     const body = chat('chunks:3', rid, { stream: true, stream_options: { include_usage: true } });
     const s = await openStream(url(), body, { headers: { 'x-request-id': rid } }).finished();
     const rec = await azureRequest(rid);
-    const { text } = assertChunkStream(s, { usage: azureUsage('chunks:3', rec.body) });
+    const { text } = assertAzureChunkStream(s, { usage: azureUsage('chunks:3', rec.body) });
     assert.equal(text, azurePieces('chunks:3', rec.body).join(''));
   });
 
@@ -224,7 +170,7 @@ describe('azure: what the OpenAI client receives', { timeout: 60_000 }, () => {
     const rid = uid('az-tools');
     const tools = TOOL_CALLS.map((t) => ({ type: 'function', function: { name: t.name, parameters: { type: 'object', properties: {} } } }));
     const s = await openStream(url(), chat('tools', rid, { stream: true, tools }), { headers: { 'x-request-id': rid } }).finished();
-    const { toolCalls } = assertChunkStream(s, { finish: 'tool_calls' });
+    const { toolCalls } = assertAzureChunkStream(s, { finish: 'tool_calls' });
     assert.deepEqual(toolCalls, TOOL_CALLS.map((t) => ({ id: t.id, name: t.name, arguments: t.arguments })));
     const rec = await azureRequest(rid);
     assert.deepEqual(rec.body.tools, tools, 'tools go to Azure as the client sent them');
@@ -235,7 +181,7 @@ describe('azure: what the OpenAI client receives', { timeout: 60_000 }, () => {
 
   test('finish_reason content_filter passes through', async () => {
     const s = await openStream(url(), chat('filtered', uid('az-filter'), { stream: true })).finished();
-    assertChunkStream(s, { finish: 'content_filter' });
+    assertAzureChunkStream(s, { finish: 'content_filter' });
   });
 
   test('non-streaming: a chat.completion with Azure\'s content and usage; Azure got stream off', async () => {

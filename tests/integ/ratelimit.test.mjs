@@ -163,7 +163,7 @@ describe('per key', { timeout: 60_000 }, () => {
     assert.ok(ok >= 60 && ok <= 62, `a full rpm 60 bucket admitted ${ok} requests in a row`);
     assert429(refused, { maxRetry: 1, label: 'rpm 60 exhausted' });
     const t0 = performance.now();
-    const back = await pollUntil(() => post(sl, chat('ok', uid('refill-back')), K.refill), (r) => r.status === 200, 2500, 'a refilled request', 100);
+    const back = await pollUntil(() => post(sl, chat('ok', uid('refill-back')), K.refill), { until: (r) => r.status === 200, timeoutMs: 2500, what: 'a refilled request', intervalMs: 100, returnLast: true });
     const ms = performance.now() - t0;
     assert.equal(back.status, 200, `no request admitted ${ms.toFixed(0)} ms after exhausting rpm 60 (Retry-After said 1 s)`);
     assert429(await post(sl, chat('ok', uid('refill-again')), K.refill), { maxRetry: 1, label: 'right after the refilled one' });

@@ -79,7 +79,7 @@ const reloads = async () => {
 async function sighup(result = 'ok') {
   const before = await reloads();
   process.kill(ctx.sl.pid, 'SIGHUP');
-  const after = await pollUntil(reloads, (r) => r[result] > before[result], 3000, `a ${result} reload`);
+  const after = await pollUntil(reloads, { until: (r) => r[result] > before[result], timeoutMs: 3000, what: `a ${result} reload`, returnLast: true });
   assert.equal(after[result], before[result] + 1, `sluice_config_reloads_total{result="${result}"} after SIGHUP`);
 }
 
@@ -104,7 +104,7 @@ async function servedBy(model = 'ok') {
 
 /* Polls (bounded) until new requests land on `want`; every reload must take effect that fast. */
 async function assertRoutedTo(want, timeoutMs = 2000) {
-  const got = await pollUntil(() => servedBy(), (w) => w === want, timeoutMs, `requests to land on ${want}`, 20);
+  const got = await pollUntil(() => servedBy(), { until: (w) => w === want, timeoutMs, what: `requests to land on ${want}`, intervalMs: 20, returnLast: true });
   assert.equal(got, want, `new requests still go to ${got} after the reload`);
 }
 
@@ -153,12 +153,12 @@ describe('reloading a good config', { timeout: 60_000 }, () => {
   test('client keys are re-read: a rotated key works, the old one is refused', async () => {
     await reloadTo(yamlOf({ keys: [ROTATED_KEY] }));
     const rid = uid('rotated');
-    const got = await pollUntil(() => post(chat('ok', rid), auth(ROTATED_KEY)), (r) => r.status === 200, 2000, 'the rotated key to work');
+    const got = await pollUntil(() => post(chat('ok', rid), auth(ROTATED_KEY)), { until: (r) => r.status === 200, timeoutMs: 2000, what: 'the rotated key to work', returnLast: true });
     assert.equal(got.status, 200, `rotated key: ${got.status} ${got.text.slice(0, 200)}`);
-    const old = await pollUntil(() => post(chat('ok', 'old-key')), (r) => r.status === 401, 2000, 'the old key to be refused');
+    const old = await pollUntil(() => post(chat('ok', 'old-key')), { until: (r) => r.status === 401, timeoutMs: 2000, what: 'the old key to be refused', returnLast: true });
     assertErrorBody(old, 401);
     await reloadTo(yamlOf());
-    const back = await pollUntil(() => post(chat('ok', 'key-back')), (r) => r.status === 200, 2000, 'the original key to work again');
+    const back = await pollUntil(() => post(chat('ok', 'key-back')), { until: (r) => r.status === 200, timeoutMs: 2000, what: 'the original key to work again', returnLast: true });
     assert.equal(back.status, 200);
   });
 });

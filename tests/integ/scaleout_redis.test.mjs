@@ -90,7 +90,7 @@ describe('limits shared through Redis', { timeout: 60_000 }, () => {
     const r = await post(ctx.sl.a, chat('chunks:120', uid('spend')), K.bud);
     assert.equal(r.status, 200, `${r.status} ${r.text.slice(0, 200)}`);
     assert.ok(r.json.usage.total_tokens >= 100);
-    const onB = await pollUntil(() => post(ctx.sl.b, chat('ok', uid('bud-b')), K.bud), (x) => x.status === 429, 1000, 'the refusal on b', 100);
+    const onB = await pollUntil(() => post(ctx.sl.b, chat('ok', uid('bud-b')), K.bud), { until: (x) => x.status === 429, timeoutMs: 1000, what: 'the refusal on b', intervalMs: 100, returnLast: true });
     assertErrorBody(onB, 429, { type: 'insufficient_quota', code: 'insufficient_quota' });
     const tag = uid('bud-refused');
     const n = ctx.up.count();

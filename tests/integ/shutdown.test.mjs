@@ -3,12 +3,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startFakeUpstream, expectedClientStream } from './lib/fake-upstream.mjs';
 import { openStream } from './lib/sse.mjs';
 import { RawClient, formatRequest, connectRefused } from './lib/raw-http.mjs';
 import { startSluice, stopAndCheck, baseConfig, chat } from './lib/sluice.mjs';
 import { assertErrorEnding } from './lib/checks.mjs';
+import { pollUntil } from './lib/poll.mjs';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -30,12 +30,8 @@ async function start(timeouts = {}) {
 
 /* Polls (bounded) until a connect to port is refused. */
 async function refusedWithin(port, ms) {
-  const t0 = performance.now();
-  while (performance.now() - t0 < ms) {
-    if (await connectRefused(port, 300)) return performance.now();
-    await sleep(25);
-  }
-  return null;
+  const refused = await pollUntil(() => connectRefused(port, 300), { timeoutMs: ms, intervalMs: 25, what: `connections to ${port} refused`, returnLast: true });
+  return refused ? performance.now() : null;
 }
 
 /* Waits (bounded) for the process to exit; resolves with the time it did. */

@@ -7,7 +7,7 @@ import { expectedClientStream, expectedPrefix, completionFor, usageFor, streamFr
 import { openStream, dataPayloads, parseSSE } from './lib/sse.mjs';
 import { request } from './lib/raw-http.mjs';
 import { useSluice, chat, UPSTREAM_KEY } from './lib/sluice.mjs';
-import { assertStreamHeaders, assertErrorEnding, stripKeepalives } from './lib/checks.mjs';
+import { assertStreamHeaders, assertErrorEnding, stripKeepalives, assertChunkStream } from './lib/checks.mjs';
 
 const ctx = useSluice();
 const url = (p = '/v1/chat/completions') => `${ctx.sl.url}${p}`;
@@ -149,7 +149,8 @@ describe('OpenAI passthrough stream', { timeout: 60_000 }, () => {
       for (const tc of c.choices[0]?.delta?.tool_calls ?? []) args[tc.index] += tc.function?.arguments ?? '';
     }
     assert.deepEqual(args, TOOL_CALLS.map((t) => t.arguments));
-    assert.equal(dataPayloads(s.events).at(-1).choices[0].finish_reason, 'tool_calls');
+    const { toolCalls } = assertChunkStream(s, { finish: 'tool_calls', label: 'tool-call stream' });
+    assert.deepEqual(toolCalls, TOOL_CALLS);
   });
 
   test('CRLF-framed upstream events reach the client as the same events', async () => {

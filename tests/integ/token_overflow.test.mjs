@@ -9,6 +9,7 @@ import { startScriptedServer } from './lib/scripted-server.mjs';
 import { completionFor, streamFrames } from './lib/fake-upstream.mjs';
 import { request } from './lib/raw-http.mjs';
 import { assertErrorBody } from './lib/checks.mjs';
+import { pollUntil } from './lib/poll.mjs';
 import { startSluice, stopAndCheck, baseConfig, tempFile } from './lib/sluice.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -156,14 +157,11 @@ describe('absurd usage from the upstream', { timeout: 60_000 }, () => {
 
   test('the usage records hold the pinned numbers, and the report sums them without overflow', async () => {
     const get = () => request(sl.url, { method: 'GET', path: '/admin/usage?key=bud2', headers: { authorization: `Bearer ${ADMIN}` } });
-    let row;
-    for (let i = 0; i < 30 && !row; i++) {
+    const row = await pollUntil(async () => {
       const r = await get();
       assert.equal(r.status, 200, r.text.slice(0, 300));
-      row = JSON.parse(r.text).data.find((x) => x.requests >= 1);
-      if (!row) await new Promise((res) => setTimeout(res, 100));
-    }
-    assert.ok(row, 'no usage row for bud2');
+      return JSON.parse(r.text).data.find((x) => x.requests >= 1);
+    }, { timeoutMs: 3000, intervalMs: 100, what: 'a usage row for bud2' });
     // The absurd answer, plus the refused request after it (its prompt estimate, no completion).
     assert.ok(row.prompt_tokens >= TOKENS_MAX && row.prompt_tokens < TOKENS_MAX + 10, JSON.stringify(row));
     assert.equal(row.completion_tokens, TOKENS_MAX, JSON.stringify(row));

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { OP, clientFrame, openRawWS, parseFrames } from './lib/raw-ws.mjs';
 import { useSluices, dialectConfig } from './lib/dialects.mjs';
+import { pollUntilSteady } from './lib/poll.mjs';
 
 const MiB = 1024 * 1024;
 const FRAMES_PER_CHUNK = 10_000;
@@ -43,16 +44,8 @@ function cpuTicks(pid) {
 
 /* Resolves once sluice has used no CPU for quietMs (it has done all it will do), or after
  * timeoutMs. */
-async function quiet(pid, quietMs, timeoutMs) {
-  const t0 = performance.now();
-  let last = cpuTicks(pid);
-  let since = t0;
-  while (performance.now() - t0 < timeoutMs) {
-    await new Promise((r) => setTimeout(r, 50));
-    const now = cpuTicks(pid);
-    if (now !== last) { last = now; since = performance.now(); }
-    else if (performance.now() - since >= quietMs) return;
-  }
+function quiet(pid, quietMs, timeoutMs) {
+  return pollUntilSteady(() => cpuTicks(pid), { quietMs, timeoutMs, what: `sluice (pid ${pid}) to go idle` });
 }
 
 /* FRAMES_PER_CHUNK empty text frames, then a ping carrying the chunk's number: its pong tells

@@ -1,6 +1,8 @@
 /* Unit tests for upstream/h1 (the built-in HTTP/1.1 client) through sl_xfer, against a real
  * TCP server on the same libuv loop: response framings, splits at every byte, pool reuse,
- * stale pooled connections, cancel, backpressure; and the eligibility rules. */
+ * stale pooled connections, cancel, backpressure; the eligibility rules; and the request head
+ * both transports (h1 and curl) make of the wire's headers, with header text holding a line
+ * break refused before anything is sent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "upstream/h1.h"
+#include "upstream/provider.h"
 #include "upstream/upstream.h"
 #include "upstream/xfer.h"
 
@@ -32,6 +35,7 @@ typedef struct srv {
     int port;
     scen_t sc;
     int accepts, requests, eofs;
+    sl_buf_t head; /* the last request's head, up to and with its blank line */
 } srv_t;
 
 typedef struct sconn {
@@ -134,6 +138,8 @@ static void s_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             size_t need = (size_t)(end + 4 - c->in.data) + body;
             if (c->in.len < need)
                 break;
+            sl_buf_reset(&c->s->head);
+            sl_buf_append(&c->s->head, c->in.data, (size_t)(end + 4 - c->in.data));
             sl_buf_consume(&c->in, need);
             c->nreq++;
             c->s->requests++;
@@ -215,20 +221,38 @@ static void dec_error(sl_xfer_t *x, void *ud, int status, const char *body, size
 
 static const sl_xfer_decoder_t dec = {.sse = dec_sse, .whole = dec_whole, .error = dec_error};
 
-static sl_xfer_t *start(bool stream)
+static sl_upstream_call_t call_for(const char *request_id)
 {
     sl_buf_dispose(&got.data);
     memset(&got, 0, sizeof got);
-    sl_upstream_call_t call = {.loop = &loop, .upstream = up, .cfg = &cfg, .request_id = "rid"};
+    sl_upstream_call_t call = {
+        .loop = &loop, .upstream = up, .cfg = &cfg, .request_id = request_id};
     call.sink = (sl_upstream_sink_t){.emit = sink_emit, .congested = sink_congested};
+    return call;
+}
+
+/* A request with Content-Type, and curl's default Accept omitted (so either transport's head
+ * shows whether the omit list was honoured). */
+static void request_for(sl_xfer_req_t *req, char *url, size_t cap, bool stream)
+{
+    snprintf(url, cap, "http://127.0.0.1:%d/v1/chat/completions", srv.port);
+    *req = (sl_xfer_req_t){.url = url, .stream = stream};
+    sl_buf_init(&req->body);
+    sl_buf_puts(&req->body, "{\"model\":\"m\"}");
+    sl_headers_init(&req->headers);
+    assert_int_equal(sl_headers_add(&req->headers, "Content-Type", "application/json"), 0);
+    sl_headers_omit(&req->headers, "Accept");
+}
+
+static sl_xfer_t *start(bool stream)
+{
+    sl_upstream_call_t call = call_for("rid");
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", srv.port);
-    sl_xfer_req_t req = {.url = url, .stream = stream};
-    sl_buf_init(&req.body);
-    sl_buf_puts(&req.body, "{\"model\":\"m\"}");
-    req.headers = sl_xfer_header(NULL, "Content-Type", "application/json");
+    sl_xfer_req_t req;
+    request_for(&req, url, sizeof url, stream);
     sl_xfer_t *x = NULL;
     assert_int_equal(sl_xfer_start(&call, &req, &dec, NULL, &x), 0);
+    assert_int_equal(req.headers.send.len + req.headers.omit.len + req.body.len, 0); /* taken */
     return x;
 }
 
@@ -315,7 +339,22 @@ static int teardown(void **state)
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     sl_buf_dispose(&got.data);
+    sl_buf_dispose(&srv.head);
     return 0;
+}
+
+/* The same, with every upstream on curl (the pool reads the variable when it is made). */
+static int setup_curl(void **state)
+{
+    assert_int_equal(setenv("SLUICE_UPSTREAM_CLIENT", "curl", 1), 0);
+    return setup(state);
+}
+
+static int teardown_curl(void **state)
+{
+    int rc = teardown(state);
+    assert_int_equal(unsetenv("SLUICE_UPSTREAM_CLIENT"), 0);
+    return rc;
 }
 
 static sl_h1_stats_t stats(void)
@@ -596,6 +635,114 @@ static void test_h1_no_proxy_rules(void **state)
     assert_false(sl_h1_no_proxy_match("", "127.0.0.1"));
 }
 
+/* ---- the request head made of the wire's headers ---- */
+
+static bool has(const char *line)
+{
+    return srv.head.data && strstr(srv.head.data, line);
+}
+
+/* What both transports must send: the headers added, X-Request-Id, and none of those omitted
+ * (Expect by the transfer, Accept by the test: curl would add both of its own accord). */
+static void assert_head_of_the_wire(void)
+{
+    assert_non_null(srv.head.data);
+    assert_true(strncmp(srv.head.data, "POST /v1/chat/completions HTTP/1.1\r\n", 36) == 0);
+    assert_true(has("\r\nContent-Type: application/json\r\n"));
+    assert_true(has("\r\nX-Request-Id: rid\r\n"));
+    assert_true(has("\r\nContent-Length: 13\r\n"));
+    assert_false(has("\nExpect:"));
+    assert_false(has("\nAccept:"));
+}
+
+static void test_h1_request_head_carries_the_wire_headers(void **state)
+{
+    scen("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    (void)start(false);
+    run_done();
+    assert_true(got.end);
+    assert_int_equal(stats().requests, 1);
+    assert_head_of_the_wire();
+    char host[40];
+    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", srv.port);
+    assert_true(has(host));
+}
+
+static void test_curl_request_head_carries_the_wire_headers(void **state)
+{
+    scen("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    (void)start(false);
+    run_done();
+    assert_true(got.end);
+    assert_string_equal(got.data.data, "ok");
+    assert_int_equal(stats().requests, 0); /* it went out on curl */
+    assert_int_equal(srv.requests, 1);
+    assert_head_of_the_wire();
+}
+
+/* A header value holding CR or LF would end its line and start one of the sender's choosing:
+ * the transfer refuses to start, nothing goes out, and the caller still owns what it passed. */
+static void test_xfer_request_id_with_line_break_is_refused(void **state)
+{
+    scen("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    sl_upstream_call_t call = call_for("rid\r\nX-Injected: 1");
+    char url[64];
+    sl_xfer_req_t req;
+    request_for(&req, url, sizeof url, false);
+    sl_xfer_t *x = NULL;
+    assert_int_equal(sl_xfer_start(&call, &req, &dec, NULL, &x), SL_EINVAL);
+    assert_null(x);
+    assert_int_equal(req.body.len, 13); /* still the caller's */
+    sl_headers_dispose(&req.headers);
+    sl_buf_dispose(&req.body);
+    (void)start(false); /* the next request is the first the server sees */
+    run_done();
+    assert_true(got.end);
+    assert_int_equal(srv.requests, 1);
+    assert_false(has("X-Injected"));
+}
+
+/* Config text (an api_key, anthropic's api_version) reaches a header: a line break in it makes
+ * the provider refuse the call rather than send it. */
+static void test_provider_config_with_line_break_is_refused(void **state)
+{
+    static const char body[] = "{\"id\":\"c\",\"choices\":[{\"index\":0,\"message\":"
+                               "{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}";
+    char resp[256];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", sizeof body - 1,
+             body);
+    scen(resp);
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d/v1", srv.port);
+    static const char raw[] = "{\"model\":\"m\",\"messages\":[]}";
+    sl_chat_req_t req = {.model = "m", .raw = raw, .raw_len = sizeof raw - 1};
+    sl_target_cfg_t target = {0};
+    sl_provider_cfg_t p = {.base_url = base, .api_version = "2024-06-01"};
+    sl_upstream_call_t call = call_for("rid");
+    call.provider = &p;
+    call.target = &target;
+    call.req = &req;
+    void *st = NULL;
+    p.api_key = "key\r\nX-Injected: 1";
+    assert_int_equal(sl_provider_openai.start(&call, &st), SL_EINVAL);
+    p.api_key = "key\nX-Injected: 1";
+    assert_int_equal(sl_provider_azure.start(&call, &st), SL_EINVAL);
+    p.api_key = "key\rX-Injected: 1";
+    assert_int_equal(sl_provider_anthropic.start(&call, &st), SL_EINVAL);
+    p.api_key = "key";
+    p.api_version = "2023-06-01\r\nX-Injected: 1";
+    assert_int_equal(sl_provider_anthropic.start(&call, &st), SL_EINVAL);
+    assert_null(st);
+    /* The same call with clean text goes out, and is the first the server sees. */
+    assert_int_equal(sl_provider_openai.start(&call, &st), 0);
+    run_done();
+    assert_true(got.end);
+    assert_int_equal(srv.requests, 1);
+    assert_true(has("\r\nAuthorization: Bearer key\r\n"));
+    assert_true(has("\r\nAccept: application/json\r\n"));
+    assert_false(has("X-Injected"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +764,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_h1_cancel_mid_stream_closes_the_socket, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_h1_backpressure_holds_bytes_and_loses_none, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_h1_request_head_carries_the_wire_headers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_curl_request_head_carries_the_wire_headers, setup_curl,
+                                        teardown_curl),
+        cmocka_unit_test_setup_teardown(test_xfer_request_id_with_line_break_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_provider_config_with_line_break_is_refused, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 // The copy of sluice-client.js that sluice serves at /sluice-client.js, in a real headless
-// Chromium (Debian's, driven by playwright-core from tests/integ): it is this package's module
+// Chromium (tests/lib/chromium.mjs: Debian's, driven by playwright-core): it is this package's module
 // byte for byte; a page imports it with no bundler and streams both dialects with for await;
 // leaving the loop cancels the request in sluice; an in-stream error arrives as a SluiceError
 // after the text before it; and an app on another origin imports it from sluice and streams
@@ -8,16 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import { createRequire } from 'node:module';
+import { launchChromium } from '../../../tests/lib/chromium.mjs';
 import { useSluices, clientConfig, API_KEY, jwt, mockAnswer, rid, logLine, MOCK_TOKENS } from './lib/sluices.mjs';
 
-// playwright-core is a dev dependency of tests/integ (one node_modules for the browser tests).
-const require = createRequire(new URL('../../../tests/integ/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
-
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SOURCE = new URL('../src/sluice-client.js', import.meta.url);
 
 /* Another origin: a blank app page (the "app" that embeds the client from sluice). */
@@ -39,28 +32,17 @@ const ctx = useSluices({
   },
 }, { secrets: [API_KEY] });
 
-let browser;
-let profile;
+let chromium; /* launchChromium()'s: the browser, its page, close() */
 let page;
 let full;
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: scripts/deps.sh installs Debian's chromium`);
-  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-client-chromium-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: 30_000,
-  });
-  page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(15_000);
+  chromium = await launchChromium({ defaultTimeout: 15_000, profilePrefix: 'sluice-client-chromium-' });
+  ({ page } = chromium);
 });
 
 after(async () => {
-  await browser?.close();
-  if (profile) fs.rmSync(profile, { recursive: true, force: true });
+  await chromium?.close();
   await new Promise((r) => (app ? app.server.close(r) : r()));
 });
 

@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JSDOM } from 'jsdom';
 import { useAIStream, createUseAIStream } from '../src/sluice-client.js';
-import { useSluices, clientConfig, API_KEY, jwt, mockAnswer, rid, logLine, until } from './lib/sluices.mjs';
+import { useSluices, clientConfig, API_KEY, jwt, mockAnswer, rid, logLine, pollUntil } from './lib/sluices.mjs';
 
 /* react-dom finds the document through these globals; set before it is loaded. */
 const dom = new JSDOM('<!doctype html><html><body></body></html>', { url: 'http://localhost/' });
@@ -71,7 +71,7 @@ async function mount(options, request) {
     text: () => $('#text').textContent,
     click: (id) => act(async () => { $(`#${id}`).dispatchEvent(new dom.window.MouseEvent('click', { bubbles: true })); }),
     /* Lets the stream run inside act() until cond holds; the DOM is up to date on return. */
-    runUntil: (cond, ms, label) => act(async () => { await until(cond, ms, label); }),
+    runUntil: (cond, ms, label) => act(async () => { await pollUntil(cond, { timeoutMs: ms, intervalMs: 5, what: label }); }),
     async unmount() {
       if (!mounted.delete(this)) return;
       await act(async () => root.unmount());
@@ -224,7 +224,7 @@ describe('useAIStream with React in jsdom', { timeout: 60_000 }, () => {
       root.render(h(React.StrictMode, null, h(Chat, { options: aichatOpts({ onChunk: (c) => chunks.push(c) }), request: { message: 'strict' }, probe })));
     });
     await act(async () => { el.querySelector('#send').dispatchEvent(new dom.window.MouseEvent('click', { bubbles: true })); });
-    await act(async () => { await until(() => probe.settled, 10_000, 'the end of the stream'); });
+    await act(async () => { await pollUntil(() => probe.settled, { timeoutMs: 10_000, intervalMs: 5, what: 'the end of the stream' }); });
     assert.equal(el.querySelector('#text').textContent, full);
     assert.equal(probe.result.isComplete, true);
     assert.equal(chunks.join(''), full);

@@ -137,19 +137,8 @@ export function logLine(sl, rid, timeoutMs = 3000) {
   return sl.waitForLog((l) => l.request_id === rid, timeoutMs, `the access-log line of ${rid}`);
 }
 
-/*
- * Calls fn() until pred(value) holds, every intervalMs, for at most timeoutMs; resolves with the
- * last value either way (the caller asserts on it). For state only observable by asking, like
- * what the store thread has written.
- */
-export async function pollUntil(fn, pred, timeoutMs = 3000, label = 'a condition', intervalMs = 50) {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (pred(v) || performance.now() >= deadline) return v;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+/* The bounded poll (lib/poll.mjs), re-exported for the files that take everything from here. */
+export { pollUntil } from './poll.mjs';
 
 /* Asserts x is a usage object {prompt_tokens, completion_tokens, total_tokens}, consistent. */
 export function assertUsage(u, label = 'usage') {

@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './redis-server.mjs';
+import { pollUntil } from './poll.mjs';
 
 export const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
 export const PG_USER = 'sluice';
@@ -124,16 +124,13 @@ export async function startPostgres({ readyMs = 10000 } = {}) {
     fs.rmSync(dir, { recursive: true, force: true });
   };
 
-  const deadline = t0 + readyMs;
-  for (;;) {
+  const ready = await pollUntil(() => {
     if (exit) throw new Error(`postgres exited before it was ready (${JSON.stringify(exit)}):\n${pg.log().slice(-2000)}`);
-    const r = run('pg_isready', ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { timeoutMs: 2000 });
-    if (r.status === 0) break;
-    if (performance.now() > deadline) {
-      await pg.stop();
-      throw new Error(`postgres not ready within ${readyMs} ms:\n${pg.log().slice(-2000)}`);
-    }
-    await sleep(50);
+    return run('pg_isready', ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { timeoutMs: 2000 }).status === 0;
+  }, { timeoutMs: Math.max(0, t0 + readyMs - performance.now()), intervalMs: 50, what: 'pg_isready', returnLast: true });
+  if (!ready) {
+    await pg.stop();
+    throw new Error(`postgres not ready within ${readyMs} ms:\n${pg.log().slice(-2000)}`);
   }
   const created = pg.psql('CREATE DATABASE sluice', 'postgres');
   assert.equal(created.code, 0, `CREATE DATABASE sluice: ${created.stderr}`);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { request } from './raw-http.mjs';
+import { pollUntil } from './poll.mjs';
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -237,11 +238,8 @@ export async function scrape(url, headers = {}) {
  * the caller asserts on it. Counters are recorded when an exchange ends, which can be a loop
  * turn after the client saw its last byte.
  */
-export async function scrapeUntil(url, fn, { timeoutMs = 3000, headers = {} } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await scrape(url, headers);
-    if ((s.status === 200 && fn(s.p)) || Date.now() >= deadline) return s;
-    await new Promise((r) => setTimeout(r, 40));
-  }
+export function scrapeUntil(url, fn, { timeoutMs = 3000, headers = {} } = {}) {
+  return pollUntil(() => scrape(url, headers), {
+    until: (s) => s.status === 200 && fn(s.p), timeoutMs, intervalMs: 40, what: `a /metrics scrape of ${url}`, returnLast: true,
+  });
 }

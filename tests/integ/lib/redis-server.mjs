@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { pollUntil } from './poll.mjs';
 
 export const REDIS_BIN = process.env.REDIS_SERVER ?? 'redis-server';
 
@@ -113,17 +112,15 @@ export async function startRedis({ port, readyMs = 5000, killMs = 3000 } = {}) {
     }));
     proc.on('error', (e) => { exit ??= { error: e }; });
     for (const s of [proc.stdout, proc.stderr]) { s.setEncoding('utf8'); s.on('data', (d) => r.output.push(d)); }
-    const deadline = performance.now() + readyMs;
-    for (;;) {
+    const up = await pollUntil(async () => {
       if (exit) throw new Error(`redis-server exited before answering PING (${JSON.stringify(exit)}):\n${r.log().slice(-2000)}`);
       try {
-        if ((await redisCommand(port, ['PING'], 500)) === 'PONG') return;
-      } catch { /* not up yet */ }
-      if (performance.now() > deadline) {
-        proc.kill('SIGKILL');
-        throw new Error(`redis-server did not answer PING within ${readyMs} ms:\n${r.log().slice(-2000)}`);
-      }
-      await sleep(25);
+        return (await redisCommand(port, ['PING'], 500)) === 'PONG';
+      } catch { return false; /* not up yet */ }
+    }, { timeoutMs: readyMs, intervalMs: 25, what: 'redis-server to answer PING', returnLast: true });
+    if (!up) {
+      proc.kill('SIGKILL');
+      throw new Error(`redis-server did not answer PING within ${readyMs} ms:\n${r.log().slice(-2000)}`);
     }
   }
 

@@ -1,10 +1,11 @@
 // What the client's tests share: sluice configs (the mock provider for whole answers, a slow mock
 // to stop mid-stream, the fault-injecting fake upstream behind "*" for tool calls, HTTP and
 // in-stream errors; aichat answered by a chosen model; API-key and JWT auth), the integration
-// suite's process helpers, and a bounded wait.
+// suite's process helpers, and its bounded poll.
 import { signJwt, nowS, useSluices, logLine, assertUpstreamCancelled } from '../../../../tests/integ/lib/dialects.mjs';
+import { pollUntil } from '../../../../tests/integ/lib/poll.mjs';
 
-export { useSluices, logLine, assertUpstreamCancelled };
+export { useSluices, logLine, assertUpstreamCancelled, pollUntil };
 
 export const API_KEY = 'sk-client-js-test';
 export const JWT_SECRET = 'client-js-hs256-secret-0123456789abcdef';
@@ -64,14 +65,3 @@ export async function mockAnswer(sl) {
 let seq = 0;
 /* A unique X-Request-Id, so a test finds its own access-log line. */
 export const rid = (label) => `js-${label}-${process.pid}-${++seq}`;
-
-/* Bounded wait for fn() to be truthy, checked every 5 ms (no sleeps as synchronisation). */
-export async function until(fn, ms, label) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${label}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

@@ -86,7 +86,8 @@ FUZZ_CC ?= clang
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_CORE := src/core/alloc.c src/core/buf.c src/core/err.c src/core/log.c
+FUZZ_CORE := src/core/alloc.c src/core/buf.c src/core/err.c src/core/log.c src/core/fsm.c \
+             src/core/closer.c
 # What each target links besides core (tests/fuzz/README.md says what each one checks).
 FUZZ_SRC_sse           := src/codec/sse.c
 FUZZ_SRC_http_request  := src/http/request.c
@@ -95,7 +96,9 @@ FUZZ_SRC_json_scan     := src/codec/json_scan.c
 FUZZ_SRC_openai_decode := src/upstream/openai_decode.c src/codec/openai_chunk.c src/codec/json_scan.c
 FUZZ_SRC_anthropic     := src/upstream/anthropic_codec.c src/codec/sse.c $(FUZZ_SRC_openai_decode)
 FUZZ_SRC_config        := src/config/config.c src/config/routing.c src/config/sections.c \
-                          src/config/ytree.c src/core/glob.c src/core/sha256.c src/http/client_ip.c
+                          src/config/dialects.c src/config/ytree.c src/core/glob.c \
+                          src/core/sha256.c src/http/client_ip.c src/dialect/monoai_cfg.c \
+                          src/dialect/rag_cfg.c
 FUZZ_SRC_jwt           := src/policy/jwt.c
 FUZZ_SRC_glob          := src/core/glob.c src/store/keys.c src/core/sha256.c
 FUZZ_SRC_h1_url        := src/upstream/h1_url.c

@@ -22,9 +22,6 @@
 
 #define SLUICE_VERSION "0.1.0"
 
-static const sl_dialect_t *const dialects[] = {
-    &sl_dialect_openai, &sl_dialect_chat, &sl_dialect_monoai, &sl_dialect_aichat, &sl_dialect_rag};
-
 typedef struct app {
     sl_worker_t **workers; /* owned: nalloc made, the first nworkers started */
     int nworkers, nalloc;
@@ -47,8 +44,10 @@ static void usage(FILE *f)
 static sl_router_t *build_router(const sl_config_t *cfg)
 {
     sl_router_t *r = sl_router_new();
-    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++) {
-        const sl_dialect_cfg_t *d = &cfg->dialects[dialects[i]->id];
+    size_t n;
+    const sl_dialect_t *const *dialects = sl_dialects(&n);
+    for (size_t i = 0; i < n; i++) {
+        const sl_dialect_cfg_t *d = sl_config_dialect(cfg, dialects[i]->config);
         if (!d->enabled)
             continue;
         for (const char *const *m = dialects[i]->mounts; *m; m++) {
@@ -178,6 +177,7 @@ static void log_level_from_env(void)
 int main(int argc, char **argv)
 {
     log_level_from_env();
+    sl_dialects_register(); /* before any config is read: each dialect's section */
     const char *config_path = NULL;
     bool check_only = false;
     if (argc > 1 && !strcmp(argv[1], "keys")) {
@@ -224,11 +224,12 @@ int main(int argc, char **argv)
         return 1;
     }
     sl_buf_dispose(&err);
-    /* The rag corpus is indexed on the store thread, never on a worker (it is the first op in
-     * the queue, so the first request finds it done); a reload re-scans on the first rag
-     * request of the new config. */
-    if (cfg->dialects[SL_DIALECT_RAG].enabled && cfg->rag.corpus)
-        sl_store_rag_sync(store, cfg->rag.corpus, cfg->rag.generation);
+    /* Store work a dialect needs before the first request (rag: index its corpus). */
+    size_t ndialects;
+    const sl_dialect_t *const *dialects = sl_dialects(&ndialects);
+    for (size_t i = 0; i < ndialects; i++)
+        if (dialects[i]->prepare && sl_config_dialect(cfg, dialects[i]->config)->enabled)
+            dialects[i]->prepare(cfg, store);
     sl_router_t *router = build_router(cfg);
     app_t app = {0};
     sl_app_init(&app.shared, config_path, cfg, router, build_router);

@@ -50,6 +50,7 @@ static void free_config(sl_config_t *c)
     sl_free(c->admin_keys);
     sl_routing_free(c);
     sl_cfgsec_free(c);
+    sl_cfgsec_dialect_free(c);
     sl_free(c->listen_host);
     sl_free(c->source);
     sl_free(c);
@@ -84,6 +85,7 @@ static sl_config_t *new_config(const char *source)
     c->metrics = true;
     c->access_log = true;
     sl_cfgsec_defaults(c);
+    sl_cfgsec_dialect_defaults(c);
     return c;
 }
 
@@ -373,7 +375,7 @@ static int parse_root(sl_ytree_t *t, sl_config_t *c)
     if (!root || sl_ytree_is_null(root)) {
         sl_routing_default(c);
         sl_cfgsec_ctx_t none = {0};
-        return sl_cfgsec_finish(t, c, &none);
+        return sl_cfgsec_dialect_finish(t, c, &none);
     }
     int rc = sl_ytree_check_map(t, root, NULL, top_keys, top_later);
     yaml_node_t *models = NULL, *providers_key = NULL;
@@ -392,7 +394,7 @@ static int parse_root(sl_ytree_t *t, sl_config_t *c)
             providers_key = k;
     }
     if (rc == 0)
-        rc = sl_cfgsec_finish(t, c, &ctx);
+        rc = sl_cfgsec_dialect_finish(t, c, &ctx);
     if (rc != 0)
         return rc;
     if (models)

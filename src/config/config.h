@@ -100,45 +100,22 @@ typedef enum sl_auth_mode {
     SL_AUTH_JWT,
 } sl_auth_mode_t;
 
-/* The dialects sluice serves (DESIGN §4), indexing sl_config_t.dialects. */
-typedef enum sl_dialect_id {
-    SL_DIALECT_OPENAI,
-    SL_DIALECT_CHAT,
-    SL_DIALECT_MONOAI,
-    SL_DIALECT_AICHAT,
-    SL_DIALECT_RAG,
-    SL_DIALECT_COUNT,
-} sl_dialect_id_t;
-
+/* The settings every dialect has, under dialects.<name> (DESIGN §4). What else a dialect reads
+ * is its own (config/dialect_section.h): the config module never names a dialect. */
+#define SL_CONFIG_MAX_DIALECTS 8
+struct sl_dialect_section;
 typedef struct sl_dialect_cfg {
-    bool enabled;           /* default true */
-    char *prefix;           /* owned; mount prefix, default "" */
+    const struct sl_dialect_section *section; /* whose settings these are */
+    unsigned index;                           /* position in dialects[], the same in every config */
+    bool enabled;                             /* default true */
+    char *prefix;                             /* owned; mount prefix, default "" */
     char *model;            /* owned; model name routed for this dialect, default "default" */
     char *system_prompt;    /* owned; NULL = none */
-    uint64_t max_tokens;    /* 0 = not sent (chat: default 1000, as seed 000) */
-    sl_auth_mode_t auth;    /* resolved at load: never SL_AUTH_DEFAULT afterwards */
+    uint64_t max_tokens;    /* 0 = not sent */
+    sl_auth_mode_t auth;    /* resolved at load: DEFAULT only while no key exists */
     unsigned history_turns; /* sessions: earlier turns sent upstream, default 20 */
+    void *own;              /* owned; the dialect's own settings (section->own_size), or NULL */
 } sl_dialect_cfg_t;
-
-/* dialects.rag (seed 004): retrieval over a corpus of .md/.txt files, indexed into SQLite FTS5
- * by the store thread (store/corpus.c). */
-typedef struct sl_rag_cfg {
-    char *corpus;          /* owned; directory, searched recursively; NULL = no corpus */
-    bool streaming;        /* the SSE endpoint's upstream call streams (default true) */
-    unsigned top_k;        /* passages sent upstream (default 4; a request may ask 1..20) */
-    uint64_t cache_ttl_ms; /* exact-question answer cache; 0 = off (the default) */
-    /* Distinct for every parsed config: the store thread re-scans the corpus (files whose
-     * mtime or size changed) the first time it sees a new one, i.e. after a reload. */
-    uint64_t generation;
-} sl_rag_cfg_t;
-
-/* A monoai agent (seed 002): a named preset. */
-typedef struct sl_agent_cfg {
-    char *name;          /* owned */
-    char *model;         /* owned; NULL = the dialect's model */
-    char *system_prompt; /* owned; NULL = none */
-    json_t *params;      /* owned object: extra upstream fields (temperature, max_tokens, ...) */
-} sl_agent_cfg_t;
 
 typedef struct sl_config {
     int refs;     /* atomic; see sl_config_ref */
@@ -190,16 +167,8 @@ typedef struct sl_config {
 
     sl_jwt_cfg_t jwt; /* auth.jwt; jwt.alg == NULL when not configured */
 
-    sl_dialect_cfg_t dialects[SL_DIALECT_COUNT];
-    sl_agent_cfg_t *agents; /* owned; dialects.monoai.agents */
-    size_t nagents;
-    /* dialects.monoai.users: who may use monoai (seed 002's user validator). With neither an
-     * allow-list nor a URL every user_id is valid. */
-    char **allowed_users; /* owned */
-    size_t nallowed_users;
-    char *user_validator_url;         /* owned; POST {"user_id"} → {"valid", "user_id"?} */
-    uint64_t user_validator_cache_ms; /* users.cache: how long answers are kept (60 s; 0 = none) */
-    sl_rag_cfg_t rag;                 /* dialects.rag's own settings */
+    sl_dialect_cfg_t dialects[SL_CONFIG_MAX_DIALECTS]; /* one per registered section */
+    size_t ndialects;
 
     char *sqlite_path;  /* owned; store.sqlite, default ./sluice.db */
     char *redis_url;    /* owned; store.redis: shared limits and budgets, NULL = local */
@@ -224,10 +193,10 @@ typedef struct sl_config {
     int metrics_listen_port;   /* with a host: its own listener (0 = any free port) */
 } sl_config_t;
 
-/* The dialect names as configured ("openai", "chat", "monoai", "aichat", "rag"). */
-extern const char *const sl_dialect_names[SL_DIALECT_COUNT];
-/* The agent called name, or NULL. */
-const sl_agent_cfg_t *sl_config_agent(const sl_config_t *c, const char *name);
+/* The settings of the dialect whose section is s; s must be registered. */
+const sl_dialect_cfg_t *sl_config_dialect(const sl_config_t *c, const struct sl_dialect_section *s);
+/* The settings of the dialect called name ("openai", "rag", ...), or NULL when none is. */
+const sl_dialect_cfg_t *sl_config_dialect_named(const sl_config_t *c, const char *name);
 
 /* Parses YAML text. name is used in error messages (usually the file path). On success *out
  * holds one ref; on failure err holds "name:line:col: message" and the result is SL_ECONFIG. */

@@ -258,6 +258,17 @@ int sl_ytree_str(sl_ytree_t *t, const yaml_node_t *n, const char *what, char **o
     return rc;
 }
 
+int sl_ytree_set_str(sl_ytree_t *t, const yaml_node_t *n, const char *what, char **dst)
+{
+    char *s = NULL;
+    int rc = sl_ytree_str(t, n, what, &s);
+    if (rc != 0)
+        return rc;
+    sl_free(*dst);
+    *dst = s;
+    return 0;
+}
+
 /* Leading decimal digits of s into *v; returns how many there were, 0 on overflow. */
 static size_t digits(const char *s, uint64_t *v)
 {

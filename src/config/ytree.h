@@ -58,6 +58,9 @@ bool sl_ytree_is_plain_name(const char *s);
  * error), then checks the type; what (usually the key) starts the message. */
 /* A string; *out is owned by the caller (sl_free). Empty strings are allowed. */
 SL_MUST_CHECK int sl_ytree_str(sl_ytree_t *t, const yaml_node_t *n, const char *what, char **out);
+/* sl_ytree_str into *dst, freeing what *dst held before (a default). */
+SL_MUST_CHECK int sl_ytree_set_str(sl_ytree_t *t, const yaml_node_t *n, const char *what,
+                                   char **dst);
 /* A whole number in [min, max]. */
 SL_MUST_CHECK int sl_ytree_uint(sl_ytree_t *t, const yaml_node_t *n, const char *what, uint64_t min,
                                 uint64_t max, uint64_t *out);

@@ -10,6 +10,16 @@
 #include "net/conn.h"
 #include "relay/relay.h"
 
+/* Unset auth: JWT when auth.jwt is configured (seed 003 verifies JWTs), else the common
+ * default. */
+static void aichat_finish(const sl_config_t *cfg, sl_dialect_cfg_t *d)
+{
+    if (d->auth == SL_AUTH_DEFAULT && cfg->jwt.alg)
+        d->auth = SL_AUTH_JWT;
+}
+
+static const sl_dialect_section_t aichat_section = {.name = "aichat", .finish = aichat_finish};
+
 static const char *const id_fields[] = {"workspaceId", "projectId", "currentOrganizationId", NULL};
 
 /* NestJS's error shape. */
@@ -83,7 +93,7 @@ static const sl_dialect_enc_t enc = {
 /* The fields of seed 003's ChatRequestDto, from a JSON body or from query parameters. */
 static void start(sl_conn_t *c, sl_identity_t *who, json_t *f)
 {
-    const sl_dialect_cfg_t *d = &sl_conn_ctx(c)->cfg->dialects[SL_DIALECT_AICHAT];
+    const sl_dialect_cfg_t *d = sl_config_dialect(sl_conn_ctx(c)->cfg, &aichat_section);
     json_t *history = json_object_get(f, "history");
     const char *sid = json_string_value(json_object_get(f, "sessionId"));
     sl_chat_req_t req = {0};
@@ -128,7 +138,7 @@ static void handle(sl_conn_t *c, const sl_http_req_t *hr, json_t *fields, const 
     const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     sl_identity_t who;
     const char *why;
-    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_AICHAT].auth, hr, token,
+    if (sl_auth_admit(cfg, sl_config_dialect(cfg, &aichat_section)->auth, hr, token,
                       sl_auth_keys(sl_conn_ctx(c)), &who, &why) != 0) {
         nest_error(c, 401, why);
     } else if (bad || (bad = check(fields))) {
@@ -183,7 +193,8 @@ static const sl_route_t routes[] = {
 static const char *const mounts[] = {"", NULL};
 
 const sl_dialect_t sl_dialect_aichat = {
-    .id = SL_DIALECT_AICHAT,
+    .name = "aichat",
+    .config = &aichat_section,
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],

@@ -10,6 +10,14 @@
 #include "net/conn.h"
 #include "relay/relay.h"
 
+static void chat_defaults(sl_dialect_cfg_t *d)
+{
+    d->max_tokens = 1000; /* seed 000 sends max_tokens 1000 */
+}
+
+/* dialects.chat: the settings every dialect has, max_tokens defaulting as the seed's. */
+static const sl_dialect_section_t chat_section = {.name = "chat", .defaults = chat_defaults};
+
 static void error_json(sl_conn_t *c, int status, const char *msg)
 {
     sl_seed_json(c, status, json_pack("{s:s}", "error", msg));
@@ -100,7 +108,7 @@ static const sl_dialect_enc_t enc_whole = {
 static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool stream)
 {
     const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
-    const sl_dialect_cfg_t *d = &cfg->dialects[SL_DIALECT_CHAT];
+    const sl_dialect_cfg_t *d = sl_config_dialect(cfg, &chat_section);
     sl_identity_t who;
     const char *why;
     if (sl_auth_admit(cfg, d->auth, hr, NULL, sl_auth_keys(sl_conn_ctx(c)), &who, &why) != 0) {
@@ -152,7 +160,8 @@ static const sl_route_t routes[] = {
 static const char *const mounts[] = {"", NULL};
 
 const sl_dialect_t sl_dialect_chat = {
-    .id = SL_DIALECT_CHAT,
+    .name = "chat",
+    .config = &chat_section,
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],

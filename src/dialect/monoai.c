@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/tokens.h"
 #include "dialect/dialect.h"
+#include "dialect/monoai_cfg.h"
 #include "dialect/seed.h"
 #include "http/client_ip.h"
 #include "net/conn.h"
@@ -38,10 +39,11 @@ static json_t *error_obj(const char *msg)
 
 static bool user_allowed(const sl_config_t *cfg, const char *user)
 {
-    if (cfg->nallowed_users == 0)
+    const sl_monoai_cfg_t *m = sl_monoai_cfg(cfg);
+    if (m->nallowed_users == 0)
         return true;
-    for (size_t i = 0; i < cfg->nallowed_users; i++)
-        if (strcmp(cfg->allowed_users[i], user) == 0)
+    for (size_t i = 0; i < m->nallowed_users; i++)
+        if (strcmp(m->allowed_users[i], user) == 0)
             return true;
     return false;
 }
@@ -161,7 +163,7 @@ static void read_prompt(sl_conn_t *c, json_t *body, prompt_t *p, char *peer, siz
 static void start(sl_conn_t *c, const sl_config_t *cfg, const prompt_t *p, sl_identity_t *who,
                   bool stream, const sl_dialect_enc_t *enc)
 {
-    const sl_dialect_cfg_t *d = &cfg->dialects[SL_DIALECT_MONOAI];
+    const sl_dialect_cfg_t *d = sl_config_dialect(cfg, &sl_monoai_section);
     const sl_agent_cfg_t *a = p->agent;
     sl_chat_req_t req = {0};
     sl_seed_request(&req, a && a->model ? a->model : d->model,
@@ -182,7 +184,7 @@ static const sl_agent_cfg_t *find_agent(const sl_config_t *cfg, const sl_route_m
         return NULL;
     memcpy(name, m->param, m->param_len);
     name[m->param_len] = '\0';
-    return sl_config_agent(cfg, name);
+    return sl_monoai_agent(cfg, name);
 }
 
 /* ---- users: the allow-list, or seed 002's user validator called over HTTP ---- */
@@ -232,13 +234,14 @@ static void cache_free(void *p)
     sl_free(uc);
 }
 
-_Static_assert(SL_DIALECT_MONOAI < SL_CTX_SLOTS, "a context slot per dialect");
+_Static_assert(SL_CONFIG_MAX_DIALECTS <= SL_CTX_SLOTS, "a context slot per dialect");
 
 /* This thread's cache of url's answers, in the dialect's slot of the thread's context: made on
  * first use, freed with the thread, never shared between workers. */
 static user_cache_t *worker_cache(sl_ctx_t *x, const char *url)
 {
-    user_cache_t *uc = x->slot[SL_DIALECT_MONOAI];
+    unsigned slot = sl_config_dialect(x->cfg, &sl_monoai_section)->index;
+    user_cache_t *uc = x->slot[slot];
     if (uc && strcmp(uc->url, url) != 0) {
         cache_clear(uc); /* answers from another validator say nothing now */
         sl_free(uc->url);
@@ -247,20 +250,21 @@ static user_cache_t *worker_cache(sl_ctx_t *x, const char *url)
     if (!uc) {
         uc = sl_calloc(1, sizeof *uc);
         uc->url = sl_strdup(url);
-        x->slot[SL_DIALECT_MONOAI] = uc;
-        x->free_slot[SL_DIALECT_MONOAI] = cache_free;
+        x->slot[slot] = uc;
+        x->free_slot[slot] = cache_free;
     }
     return uc;
 }
 
 static cache_slot_t *cache_slot(sl_conn_t *c, const sl_config_t *cfg, const char *user)
 {
-    if (!cfg->user_validator_cache_ms || strlen(user) >= CACHE_MAX_ID)
+    const sl_monoai_cfg_t *m = sl_monoai_cfg(cfg);
+    if (!m->user_validator_cache_ms || strlen(user) >= CACHE_MAX_ID)
         return NULL;
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const char *p = user; *p; p++)
         h = (h ^ (uint8_t)*p) * 16777619u;
-    return &worker_cache(sl_conn_ctx(c), cfg->user_validator_url)->slot[h & (CACHE_SLOTS - 1)];
+    return &worker_cache(sl_conn_ctx(c), m->user_validator_url)->slot[h & (CACHE_SLOTS - 1)];
 }
 
 static bool cache_get(sl_conn_t *c, const sl_config_t *cfg, const char *user, answer_t *out)
@@ -284,7 +288,7 @@ static void cache_put(sl_conn_t *c, const sl_config_t *cfg, const char *user, co
     s->user = sl_strdup(user);
     s->normalized = a->normalized ? sl_strdup(a->normalized) : NULL;
     s->valid = a->verdict == USER_VALID;
-    s->expires = uv_now(&sl_conn_ctx(c)->loop) + cfg->user_validator_cache_ms;
+    s->expires = uv_now(&sl_conn_ctx(c)->loop) + sl_monoai_cfg(cfg)->user_validator_cache_ms;
 }
 
 /* The verdict when it is known now (no validator, or a cached answer); false: ask. */
@@ -292,7 +296,7 @@ static bool check_now(sl_conn_t *c, const char *user, answer_t *out)
 {
     const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     *out = (answer_t){.verdict = USER_VALID};
-    if (!cfg->user_validator_url) {
+    if (!sl_monoai_cfg(cfg)->user_validator_url) {
         out->verdict = user_allowed(cfg, user) ? USER_VALID : USER_INVALID;
         return true;
     }
@@ -468,8 +472,9 @@ static void ask(job_t *j)
     sl_buf_puts(&body, "\"}");
     const sl_http_json_opts_t opts = {.timeout_ms = VALIDATOR_TIMEOUT_MS,
                                       .max_body = VALIDATOR_MAX_BODY};
-    int err = sl_http_json_post(sl_conn_ctx(c)->upstream->multi, j->cfg->user_validator_url,
-                                body.data, &opts, on_answer, j, &j->call);
+    int err = sl_http_json_post(sl_conn_ctx(c)->upstream->multi,
+                                sl_monoai_cfg(j->cfg)->user_validator_url, body.data, &opts,
+                                on_answer, j, &j->call);
     sl_buf_dispose(&body);
     if (sl_conn_is_ws(c))
         sl_conn_ws_begin(c);
@@ -513,7 +518,7 @@ static bool admit(sl_conn_t *c, const sl_http_req_t *hr, sl_identity_t *who)
 {
     const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const char *why;
-    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_MONOAI].auth, hr, NULL,
+    if (sl_auth_admit(cfg, sl_config_dialect(cfg, &sl_monoai_section)->auth, hr, NULL,
                       sl_auth_keys(sl_conn_ctx(c)), who, &why) == 0)
         return true;
     error_json(c, 401, why);
@@ -587,7 +592,7 @@ static void ws_message(sl_conn_t *c, void *ud, const char *msg, size_t len)
         return;
     }
     prompt_t p = {0};
-    if (ws->agent && !(p.agent = sl_config_agent(sl_conn_ctx(c)->cfg, ws->agent))) {
+    if (ws->agent && !(p.agent = sl_monoai_agent(sl_conn_ctx(c)->cfg, ws->agent))) {
         ws_error(c, "agent not found");
         sl_conn_ws_close(c, 1008, "agent not found");
         return;
@@ -636,7 +641,7 @@ static void upgrade(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
         return;
     }
     /* An unknown agent is told at once, in the socket's own terms (an error message). */
-    if (agent && !sl_config_agent(sl_conn_ctx(c)->cfg, ws->agent)) {
+    if (agent && !sl_monoai_agent(sl_conn_ctx(c)->cfg, ws->agent)) {
         ws_error(c, "agent not found");
         sl_conn_ws_close(c, 1008, "agent not found");
     }
@@ -778,7 +783,8 @@ static const sl_route_t routes[] = {
 static const char *const mounts[] = {"", NULL};
 
 const sl_dialect_t sl_dialect_monoai = {
-    .id = SL_DIALECT_MONOAI,
+    .name = "monoai",
+    .config = &sl_monoai_section,
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],

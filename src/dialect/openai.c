@@ -15,6 +15,9 @@
 #include "policy/auth.h"
 #include "relay/relay.h"
 
+/* dialects.openai: only the settings every dialect has. */
+static const sl_dialect_section_t openai_section = {.name = "openai"};
+
 typedef struct oai_state {
     char id[96];
     char model[160];
@@ -150,7 +153,7 @@ static bool authorised(sl_conn_t *c, const sl_http_req_t *hr, sl_identity_t *who
 {
     const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
     const char *why;
-    if (sl_auth_admit(cfg, cfg->dialects[SL_DIALECT_OPENAI].auth, hr, NULL,
+    if (sl_auth_admit(cfg, sl_config_dialect(cfg, &openai_section)->auth, hr, NULL,
                       sl_auth_keys(sl_conn_ctx(c)), who, &why) == 0)
         return true;
     sl_conn_respond_err(c, SL_EAUTH, "invalid_api_key", NULL, why,
@@ -405,7 +408,8 @@ static const sl_route_t routes[] = {
 static const char *const mounts[] = {"", "/api", NULL}; /* seed 001 serves it under /api */
 
 const sl_dialect_t sl_dialect_openai = {
-    .id = SL_DIALECT_OPENAI,
+    .name = "openai",
+    .config = &openai_section,
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],

@@ -10,6 +10,7 @@
 #include "core/ctx.h"
 #include "core/log.h"
 #include "dialect/dialect.h"
+#include "dialect/rag_cfg.h"
 #include "dialect/seed.h"
 #include "net/conn.h"
 #include "relay/relay.h"
@@ -276,7 +277,7 @@ static void prompt(const rag_t *g, json_t *found, sl_buf_t *out)
 
 static void generate(sl_conn_t *c, rag_t *g, json_t *found)
 {
-    const sl_dialect_cfg_t *d = &g->cfg->dialects[SL_DIALECT_RAG];
+    const sl_dialect_cfg_t *d = sl_config_dialect(g->cfg, &sl_rag_section);
     /* What the client sees of a passage: no full text. */
     g->sources = json_array();
     size_t i;
@@ -413,7 +414,7 @@ static bool parse(sl_conn_t *c, const sl_http_req_t *hr, rag_t *g)
         bad_request(c, param, bad);
     } else {
         g->question = sl_strdup(json_string_value(q));
-        g->top_k = json_is_integer(k) ? (unsigned)json_integer_value(k) : g->cfg->rag.top_k;
+        g->top_k = json_is_integer(k) ? (unsigned)json_integer_value(k) : sl_rag_cfg(g->cfg)->top_k;
         g->session_id = json_is_string(sid) ? sl_strdup(json_string_value(sid)) : NULL;
     }
     json_decref(body);
@@ -423,7 +424,7 @@ static bool parse(sl_conn_t *c, const sl_http_req_t *hr, rag_t *g)
 static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool sse)
 {
     const sl_config_t *cfg = sl_conn_ctx(c)->cfg;
-    const sl_dialect_cfg_t *d = &cfg->dialects[SL_DIALECT_RAG];
+    const sl_dialect_cfg_t *d = sl_config_dialect(cfg, &sl_rag_section);
     const char *why;
     rag_t *g = sl_calloc(1, sizeof *g);
     g->t0 = sl_now_ms();
@@ -448,16 +449,17 @@ static void handle(sl_conn_t *c, const sl_http_req_t *hr, bool sse)
     g->sse = sse;
     /* The JSON endpoint asks for a whole answer; the SSE one streams when configured (a
      * stream that fails before output is retried whole: fallback_to_non_stream below). */
-    g->upstream_stream = sse && cfg->rag.streaming;
-    if (cfg->rag.cache_ttl_ms)
+    const sl_rag_cfg_t *rc = sl_rag_cfg(cfg);
+    g->upstream_stream = sse && rc->streaming;
+    if (rc->cache_ttl_ms)
         g->cache_key = cache_key(d->model, g->top_k, g->question);
     sl_rag_query_t q = {
-        .corpus = cfg->rag.corpus,
-        .generation = cfg->rag.generation,
+        .corpus = rc->corpus,
+        .generation = rc->generation,
         .question = g->question,
         .top_k = g->top_k,
         .cache_key = g->cache_key,
-        .cache_ttl_s = (int64_t)((cfg->rag.cache_ttl_ms + 999) / 1000),
+        .cache_ttl_s = (int64_t)((rc->cache_ttl_ms + 999) / 1000),
     };
     sl_conn_set_hooks(c, &hooks, g);
     g->op = sl_store_rag_query(g->store, &q, on_phases, g);
@@ -479,8 +481,19 @@ static const sl_route_t routes[] = {
 };
 static const char *const mounts[] = {"", NULL};
 
+/* The corpus is indexed on the store thread, never on a worker (queued first, so the first
+ * request finds it done); a reload re-scans on the first rag request of the new config. */
+static void prepare(const sl_config_t *cfg, sl_store_t *store)
+{
+    const sl_rag_cfg_t *rc = sl_rag_cfg(cfg);
+    if (rc->corpus)
+        sl_store_rag_sync(store, rc->corpus, rc->generation);
+}
+
 const sl_dialect_t sl_dialect_rag = {
-    .id = SL_DIALECT_RAG,
+    .name = "rag",
+    .config = &sl_rag_section,
+    .prepare = prepare,
     .mounts = mounts,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],

@@ -79,6 +79,8 @@ void conn_new_request_id(sl_conn_t *c)
              (uint64_t)uv_hrtime() & 0xffffffffu, n & 0xffffff);
 }
 
+static void free_conn(void *owner);
+
 void sl_conn_accept(sl_ctx_t *x, uv_stream_t *listener, bool ops)
 {
     static __thread uint64_t counter; /* per thread, like the request ids' */
@@ -89,7 +91,7 @@ void sl_conn_accept(sl_ctx_t *x, uv_stream_t *listener, bool ops)
     uv_timer_init(&x->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
-    c->closes_pending = 2;
+    sl_closer_init(&c->closer, free_conn, c);
     c->ops = ops;
     sl_http_req_init(&c->req, x->cfg->max_header, x->cfg->max_body);
     c->high_water = x->cfg->stream_buffer;
@@ -423,11 +425,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- closing ---- */
 
-static void on_closed(uv_handle_t *h)
+static void free_conn(void *owner)
 {
-    sl_conn_t *c = h->data;
-    if (--c->closes_pending > 0)
-        return;
+    sl_conn_t *c = owner;
     sl_http_req_dispose(&c->req);
     sl_buf_dispose(&c->in);
     sl_buf_dispose(&c->out);
@@ -459,8 +459,9 @@ void sl_conn_close(sl_conn_t *c)
         c->ws_hooks->closed(c->ws_ud);
     c->ws_hooks = NULL;
     conn_unlink(c);
-    uv_close((uv_handle_t *)&c->timer, on_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    sl_closer_close(&c->closer, (uv_handle_t *)&c->timer);
+    sl_closer_close(&c->closer, (uv_handle_t *)&c->tcp);
+    sl_closer_finish(&c->closer);
 }
 
 void sl_conn_cut(sl_conn_t *c)

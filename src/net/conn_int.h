@@ -5,6 +5,7 @@
  * HTTP side reaches the WebSocket half only through ws_ops. Everything else uses conn.h. */
 #ifndef SL_NET_CONN_INT_H
 #define SL_NET_CONN_INT_H
+#include "core/closer.h"
 #include "core/ctx.h"
 #include "net/conn.h"
 
@@ -81,7 +82,7 @@ struct sl_conn {
     const sl_ws_hooks_t *ws_hooks;
     void *ws_ud;        /* the WebSocket handler's; released through ws_hooks->closed */
     bool ws_busy;       /* an exchange is answering a message */
-    int closes_pending; /* uv handles still to be closed before free */
+    sl_closer_t closer; /* frees c once tcp and timer have closed */
 
     /* WebSocket keepalive and input flow control (conn_ws.c). In WS state `timer` is the
      * ping/idle tick, then the close wait; `in` holds input not yet fed. */

@@ -13,6 +13,8 @@
 
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/closer.h"
+#include "core/fsm.h"
 #include "core/log.h"
 #include "policy/ratelimit_redis_conn.h"
 
@@ -42,6 +44,7 @@ typedef struct ev {
     redisAsyncContext *ac; /* weak: cleared by ev_cleanup when hiredis frees the context */
     uv_poll_t poll;
     int events;
+    sl_closer_t closer; /* frees e once the poll has closed */
 } ev_t;
 
 static void ev_on_poll(uv_poll_t *h, int status, int events)
@@ -82,16 +85,13 @@ static void ev_del_write(void *p)
     ev_update(p, 0, UV_WRITABLE);
 }
 
-static void ev_closed(uv_handle_t *h)
-{
-    sl_free(h->data);
-}
-
 static void ev_cleanup(void *p)
 {
     ev_t *e = p;
     e->ac = NULL;
-    uv_close((uv_handle_t *)&e->poll, ev_closed);
+    sl_closer_init(&e->closer, sl_free, e);
+    sl_closer_close(&e->closer, (uv_handle_t *)&e->poll);
+    sl_closer_finish(&e->closer);
 }
 
 SL_MUST_CHECK static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -117,19 +117,32 @@ SL_MUST_CHECK static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
 
 /* Every state change passes here, so the log tells the whole story at debug level and the
  * operator sees the edges that matter: up, lost, and the first failure while down. */
+#define TO(s) SL_FSM_TO(SL_REDIS_##s)
+/* WAIT (backing off, also the start) → a lookup or a connect; either may fail back to WAIT; a
+ * connection is UP once its script is loaded, and WAIT again when lost. CLOSING is terminal. */
+static const uint32_t redis_edges[] = {
+    [SL_REDIS_WAIT] = TO(RESOLVING) | TO(CONNECTING) | TO(CLOSING),
+    [SL_REDIS_RESOLVING] = TO(CONNECTING) | TO(WAIT) | TO(CLOSING),
+    [SL_REDIS_CONNECTING] = TO(UP) | TO(WAIT) | TO(CLOSING),
+    [SL_REDIS_UP] = TO(WAIT) | TO(CLOSING),
+    [SL_REDIS_CLOSING] = 0,
+};
+static const char *const redis_names[] = {"waiting", "resolving", "connecting", "up", "closed"};
+static const sl_fsm_t redis_fsm = {"redis", redis_names, redis_edges,
+                                   sizeof redis_edges / sizeof redis_edges[0]};
+
 static void set_state(sl_redis_t *r, sl_redis_state_t to, const char *why)
 {
-    static const char *names[] = {"waiting", "resolving", "connecting", "up", "closed"};
-    sl_log(SL_LOG_DEBUG, "redis %s: %s -> %s (%s)", r->where, names[r->state], names[to], why);
+    sl_redis_state_t from = r->state;
+    r->state = (sl_redis_state_t)sl_fsm_step(&redis_fsm, from, to, r->where, why);
     if (to == SL_REDIS_UP) {
         sl_log(SL_LOG_INFO, "redis %s: connected", r->where);
         r->warned = false;
-    } else if (to == SL_REDIS_WAIT && (r->state == SL_REDIS_UP || !r->warned)) {
+    } else if (to == SL_REDIS_WAIT && (from == SL_REDIS_UP || !r->warned)) {
         sl_log(SL_LOG_WARN, "redis %s: %s %s; limits are local until it is back", r->where,
-               r->state == SL_REDIS_UP ? "lost:" : "cannot connect:", why);
+               from == SL_REDIS_UP ? "lost:" : "cannot connect:", why);
         r->warned = true;
     }
-    r->state = to;
 }
 
 static void forget_lookup(sl_redis_t *r)
@@ -411,8 +424,9 @@ SL_MUST_CHECK static int parse_url(sl_redis_t *r, const char *url)
 
 /* ---- API ---- */
 
-static void redis_free(sl_redis_t *r)
+static void redis_free(void *owner)
 {
+    sl_redis_t *r = owner;
     sl_free(r->host);
     sl_free(r->user);
     sl_free(r->pass);
@@ -442,11 +456,6 @@ sl_redis_t *sl_redis_new(uv_loop_t *loop, const char *url)
     return r;
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-    redis_free(h->data);
-}
-
 void sl_redis_close(sl_redis_t *r)
 {
     if (!r || r->state == SL_REDIS_CLOSING)
@@ -459,7 +468,9 @@ void sl_redis_close(sl_redis_t *r)
         ac->data = NULL;
         redisAsyncFree(ac); /* pending ops come back with no reply; finish() stays silent */
     }
-    uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+    sl_closer_init(&r->closer, redis_free, r);
+    sl_closer_close(&r->closer, (uv_handle_t *)&r->timer);
+    sl_closer_finish(&r->closer);
 }
 
 bool sl_redis_up(const sl_redis_t *r)

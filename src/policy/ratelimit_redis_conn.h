@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "core/closer.h"
 #include "policy/ratelimit.h"
 #include "policy/ratelimit_redis.h"
 
@@ -43,6 +44,7 @@ struct sl_redis {
     redisAsyncContext *ac;  /* weak: hiredis frees it; cleared by sl_redis_lost() */
     sl_redis_resolve_t *rq; /* weak: frees itself in on_resolved; cleared by sl_redis_lost() */
     uv_timer_t timer;       /* retries while down, watches while connecting or up */
+    sl_closer_t closer;     /* frees r once the timer has closed */
     uint64_t attempt_ms;    /* when the current attempt started */
     uint64_t backoff_ms;    /* the next wait before retrying */
     sl_redis_op_t *oldest;  /* weak: ops in flight, oldest first (replies come in order) */

@@ -247,7 +247,7 @@ void sl_relay_start(sl_conn_t *c, sl_chat_req_t *req, const sl_dialect_enc_t *en
     r->keepalive.data = r;
     uv_timer_init(&r->x->loop, &r->retry);
     r->retry.data = r;
-    r->closes = 2;
+    sl_closer_init(&r->closer, relay_free, r);
     sl_conn_set_hooks(c, &hooks, r);
     admit(r);
 }

@@ -11,11 +11,9 @@
 #include "obs/metrics.h"
 #include "relay/relay_int.h"
 
-static void free_relay(uv_handle_t *h)
+void relay_free(void *owner)
 {
-    sl_relay_t *r = h->data;
-    if (--r->closes > 0)
-        return;
+    sl_relay_t *r = owner;
     sl_buf_dispose(&r->attempts);
     sl_free((char *)r->last_err.type);
     sl_free((char *)r->last_err.code);
@@ -37,10 +35,9 @@ void relay_release(sl_relay_t *r)
 {
     uv_timer_stop(&r->keepalive);
     uv_timer_stop(&r->retry);
-    if (!uv_is_closing((uv_handle_t *)&r->keepalive)) {
-        uv_close((uv_handle_t *)&r->keepalive, free_relay);
-        uv_close((uv_handle_t *)&r->retry, free_relay);
-    }
+    sl_closer_close(&r->closer, (uv_handle_t *)&r->keepalive);
+    sl_closer_close(&r->closer, (uv_handle_t *)&r->retry);
+    sl_closer_finish(&r->closer);
 }
 
 void relay_usage_now(const sl_relay_t *r, sl_usage_t *u, bool *estimated)

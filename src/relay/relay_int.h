@@ -16,6 +16,7 @@
 #include "codec/canon.h"
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/closer.h"
 #include "core/ctx.h"
 #include "policy/admit.h"
 #include "relay/breaker.h"
@@ -78,7 +79,7 @@ struct sl_relay {
     uint64_t available_ms; /* the soonest a skipped target is available again */
     double t_attempt;      /* sl_now_ms() when the current attempt started */
     uv_timer_t retry;      /* the next attempt, after a backoff (or at once, outside callbacks) */
-    int closes;            /* uv handles still to be closed before free */
+    sl_closer_t closer;    /* frees r once both timers have closed */
     sl_buf_t attempts;     /* owned; JSON objects of the failed attempts, for the access log */
     unsigned nretries, nfallbacks;
     sl_error_info_t last_err; /* owned strings: the last failure, told if no target answers */
@@ -149,5 +150,7 @@ void relay_usage_now(const sl_relay_t *r, sl_usage_t *u, bool *estimated);
 void relay_finalize(sl_relay_t *r, int status);
 /* Both ends are done with r: it is freed once its timers have closed. Idempotent. */
 void relay_release(sl_relay_t *r);
+/* The closer's callback: frees r and what it owns. */
+void relay_free(void *owner);
 
 #endif

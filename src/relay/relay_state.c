@@ -3,15 +3,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/err.h"
-#include "core/log.h"
+#include "core/fsm.h"
 #include "net/conn.h"
 #include "relay/relay_int.h"
 
-#define TO(s) (1u << SL_RELAY_##s)
+#define TO(s) SL_FSM_TO(SL_RELAY_##s)
 
 /* edges[from] has a bit per state from may move to. */
-static const uint16_t edges[SL_RELAY_NSTATES] = {
+static const uint32_t edges[SL_RELAY_NSTATES] = {
     /* Admitted (with or without history to load), refused (ENDING: 403, 429), cut, or left
      * while Redis decides. */
     [SL_RELAY_ADMITTING] = TO(LOADING_HISTORY) | TO(ROUTING) | TO(ENDING) | TO(GONE),
@@ -41,20 +40,14 @@ static const char *const names[SL_RELAY_NSTATES] = {
     [SL_RELAY_GONE] = "GONE",
 };
 
+static const sl_fsm_t relay_fsm = {"relay", names, edges, SL_RELAY_NSTATES};
+
 void relay_set_state(sl_relay_t *r, sl_relay_state_t to, const char *why)
 {
-    SL_ASSERT(to < SL_RELAY_NSTATES);
     /* The connection's id is valid here: GONE is entered before r->conn is cleared, ENDED
      * before the response ends (and a pipelined request takes a new id). */
     const char *rid = r->conn ? sl_conn_request_id(r->conn) : "-";
-    bool legal = edges[r->state] & (1u << to);
-    if (!legal)
-        sl_log(SL_LOG_ERROR, "relay %s: illegal state change %s → %s (%s)", rid, names[r->state],
-               names[to], why);
-    SL_ASSERT(legal);
-    if (sl_log_enabled(SL_LOG_DEBUG)) /* off: one branch */
-        sl_log(SL_LOG_DEBUG, "relay %s: %s → %s (%s)", rid, names[r->state], names[to], why);
+    r->state = (sl_relay_state_t)sl_fsm_step(&relay_fsm, r->state, to, rid, why);
     if (to == SL_RELAY_STREAMING)
         r->committed = true;
-    r->state = to;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/closer.h"
 #include "core/log.h"
 #include "upstream/provider.h"
 
@@ -26,6 +27,7 @@ static const char *const words[] = {
 
 typedef struct mock {
     uv_timer_t timer;
+    sl_closer_t closer; /* frees m once the timer has closed */
     sl_upstream_sink_t sink;
     unsigned sent, total;
     uint64_t interval_ms;
@@ -37,9 +39,12 @@ typedef struct mock {
     bool capped; /* max_tokens cut the answer short: finish_reason "length" */
 } mock_t;
 
-static void free_mock(uv_handle_t *h)
+/* The answer is over (ended or cancelled): m goes once its timer has closed. */
+static void release(mock_t *m)
 {
-    sl_free(h->data);
+    sl_closer_init(&m->closer, sl_free, m);
+    sl_closer_close(&m->closer, (uv_handle_t *)&m->timer);
+    sl_closer_finish(&m->closer);
 }
 
 static void finish(mock_t *m)
@@ -52,7 +57,7 @@ static void finish(mock_t *m)
     m->sink.emit(m->sink.ud, &ev);
     sl_event_t end = {.type = SL_EV_END};
     m->sink.emit(m->sink.ud, &end);
-    uv_close((uv_handle_t *)&m->timer, free_mock);
+    release(m);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -118,7 +123,7 @@ static void mock_cancel(void *state)
     if (m->done)
         return;
     m->done = true;
-    uv_close((uv_handle_t *)&m->timer, free_mock);
+    release(m);
 }
 
 static void mock_resume(void *state)

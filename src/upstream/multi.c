@@ -2,6 +2,7 @@
 #include "upstream/multi.h"
 
 #include "core/alloc.h"
+#include "core/closer.h"
 #include "core/log.h"
 
 typedef struct xfer xfer_t;
@@ -15,11 +16,13 @@ struct sl_multi {
     size_t npool;
     uv_loop_t *loop; /* borrowed: the worker's */
     uv_timer_t timer;
+    sl_closer_t closer; /* frees m once the timer has closed */
     int closing;
 };
 
 typedef struct sock_ctx {
     uv_poll_t poll;
+    sl_closer_t closer; /* frees s once the poll has closed */
     curl_socket_t fd;
     sl_multi_t *m;
 } sock_ctx_t;
@@ -84,11 +87,6 @@ static int timer_cb(CURLM *cm, long ms, void *ud)
     return 0;
 }
 
-static void free_sock(uv_handle_t *h)
-{
-    sl_free(h->data);
-}
-
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp)
 {
     sl_multi_t *m = ud;
@@ -96,7 +94,9 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, free_sock);
+            sl_closer_init(&s->closer, sl_free, s);
+            sl_closer_close(&s->closer, (uv_handle_t *)&s->poll);
+            sl_closer_finish(&s->closer);
             curl_multi_assign(m->curlm, fd, NULL);
         }
         return 0;
@@ -137,11 +137,6 @@ sl_multi_t *sl_multi_new(uv_loop_t *loop)
     return m;
 }
 
-static void free_multi(uv_handle_t *h)
-{
-    sl_free(h->data);
-}
-
 void sl_multi_close(sl_multi_t *m)
 {
     if (!m)
@@ -158,7 +153,9 @@ void sl_multi_close(sl_multi_t *m)
     /* Cleanup closes pooled connections; socket_cb(REMOVE) closes their polls. */
     curl_multi_cleanup(m->curlm);
     m->curlm = NULL;
-    uv_close((uv_handle_t *)&m->timer, free_multi);
+    sl_closer_init(&m->closer, sl_free, m);
+    sl_closer_close(&m->closer, (uv_handle_t *)&m->timer);
+    sl_closer_finish(&m->closer);
 }
 
 static void unlink_xfer(sl_multi_t *m, xfer_t *x)

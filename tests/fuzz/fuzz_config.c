@@ -1,8 +1,9 @@
-/* config (config.c, sections.c, ytree.c, glob.c): YAML text loaded as a config either gives a
- * config or fails with SL_ECONFIG and one message "fuzz.yaml:LINE:COL: ..." whose mark lies
- * inside the text; nothing else. A config that loads is consistent: every model routes to at
- * least one target on a provider that exists, a dialect on JWT auth has a JWT setup, which
- * names an algorithm sluice pins, and each model pattern routes to an entry.
+/* config (config.c, sections.c, dialects.c, ytree.c, glob.c; the monoai and rag sections): YAML
+ * text loaded as a config either gives a config or fails with SL_ECONFIG and one message
+ * "fuzz.yaml:LINE:COL: ..." whose mark lies inside the text; nothing else. A config that loads is
+ * consistent: every model routes to at least one target on a provider that exists, a dialect on JWT
+ * auth has a JWT setup, which names an algorithm sluice pins, and each model pattern routes to an
+ * entry.
  *
  * Input: the YAML text as it is. ${FUZZ_SET} expands to "8080"; other variables are unset. */
 #include "fuzz.h"
@@ -10,11 +11,16 @@
 #include <ctype.h>
 
 #include "config/config.h"
+#include "dialect/monoai_cfg.h"
+#include "dialect/rag_cfg.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     fuzz_init_json();
     setenv("FUZZ_SET", "8080", 1);
+    /* The two dialects with settings of their own (the others have only the common keys). */
+    sl_config_register_dialect(&sl_monoai_section);
+    sl_config_register_dialect(&sl_rag_section);
     /* The default config once: the embedded text must always load. */
     sl_config_t *d = sl_config_default();
     FUZZ_CHECK(d != NULL);
@@ -62,13 +68,16 @@ static void check_config(const sl_config_t *c)
         const sl_model_cfg_t *r = sl_config_route(c, m->pattern);
         FUZZ_CHECK(r != NULL);
     }
-    for (int d = 0; d < SL_DIALECT_COUNT; d++) {
+    FUZZ_CHECK(c->ndialects == 2);
+    for (size_t d = 0; d < c->ndialects; d++) {
         /* DEFAULT stays when no key is configured: issued keys decide at request time. */
         FUZZ_CHECK(c->dialects[d].auth >= SL_AUTH_DEFAULT && c->dialects[d].auth <= SL_AUTH_JWT);
         if (c->dialects[d].auth == SL_AUTH_JWT)
             FUZZ_CHECK(c->jwt.alg != NULL);
-        FUZZ_CHECK(c->dialects[d].prefix && c->dialects[d].model);
+        FUZZ_CHECK(c->dialects[d].prefix && c->dialects[d].model && c->dialects[d].own);
     }
+    const sl_rag_cfg_t *rag = sl_rag_cfg(c);
+    FUZZ_CHECK(rag->top_k >= 1 && rag->top_k <= 20 && (!rag->corpus || rag->corpus[0]));
     if (c->jwt.alg) {
         FUZZ_CHECK(!strcmp(c->jwt.alg, "HS256") || !strcmp(c->jwt.alg, "RS256") ||
                    !strcmp(c->jwt.alg, "ES256"));
@@ -76,9 +85,10 @@ static void check_config(const sl_config_t *c)
     }
     for (size_t i = 0; i < c->nkeys; i++)
         FUZZ_CHECK(c->keys[i].name);
-    for (size_t i = 0; i < c->nagents; i++)
-        FUZZ_CHECK(c->agents[i].name && json_is_object(c->agents[i].params));
-    (void)sl_config_agent(c, "none");
+    const sl_monoai_cfg_t *m = sl_monoai_cfg(c);
+    for (size_t i = 0; i < m->nagents; i++)
+        FUZZ_CHECK(m->agents[i].name && json_is_object(m->agents[i].params));
+    (void)sl_monoai_agent(c, "none");
     (void)sl_config_route(c, "gpt-4o");
 }
 

@@ -32,8 +32,11 @@
 
 #include "core/log.h"
 
+/* Defined in the dialects' own files; the fuzzer drives all but rag (which needs the store). */
+extern const sl_dialect_t sl_dialect_openai, sl_dialect_chat, sl_dialect_monoai, sl_dialect_aichat;
 static const sl_dialect_t *const dialects[] = {&sl_dialect_openai, &sl_dialect_chat,
                                                &sl_dialect_monoai, &sl_dialect_aichat};
+enum { D_OPENAI, D_CHAT, D_MONOAI, D_AICHAT }; /* indexes into dialects[] */
 
 /* A valid HS256 JWT for sub "fuzz-user", signed with the secret below, no expiry (hence
  * require_exp: false below). */
@@ -240,7 +243,7 @@ void sl_relay_start(sl_conn_t *c, sl_chat_req_t *req, const sl_dialect_enc_t *en
 {
     FUZZ_CHECK(enc && enc->event);
     FUZZ_CHECK(req->model && *req->model);
-    if (rec.dialect_hint == SL_DIALECT_OPENAI && c->state != SL_CONN_WS)
+    if (rec.dialect_hint == D_OPENAI && c->state != SL_CONN_WS)
         check_openai_request(req);
     json_t *body = sl_chat_req_json(req);
     FUZZ_CHECK(json_is_object(body));
@@ -340,7 +343,7 @@ static void make_setup(setup_t *s, const char *yaml)
     sl_buf_dispose(&err);
     s->router = sl_router_new();
     for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++) {
-        const sl_dialect_cfg_t *d = &s->cfg->dialects[dialects[i]->id];
+        const sl_dialect_cfg_t *d = sl_config_dialect(s->cfg, dialects[i]->config);
         for (const char *const *m = dialects[i]->mounts; *m; m++) {
             sl_buf_t prefix;
             sl_buf_init(&prefix);
@@ -357,6 +360,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     fuzz_init_json();
     sl_log_set_level(SL_LOG_ERROR);
+    for (size_t i = 0; i < sizeof dialects / sizeof dialects[0]; i++)
+        sl_config_register_dialect(dialects[i]->config);
     make_setup(&setups[0], open_yaml);
     make_setup(&setups[1], auth_yaml);
     FUZZ_CHECK(uv_loop_init(&worker.loop) == 0);
@@ -383,13 +388,14 @@ static void build(const setup_t *s, size_t k, uint8_t flags, const char *p, size
         if (k < dialects[i]->nroutes) {
             dl = dialects[i];
             rt = &dl->routes[k];
+            *id = (int)i;
         } else {
             k -= dialects[i]->nroutes;
         }
     }
-    *id = dl->id;
     bool get = !strcmp(rt->method, "GET");
-    sl_buf_printf(out, "%s %s%s", rt->method, s->cfg->dialects[dl->id].prefix, dl->mounts[0]);
+    sl_buf_printf(out, "%s %s%s", rt->method, sl_config_dialect(s->cfg, dl->config)->prefix,
+                  dl->mounts[0]);
     for (const char *t = rt->path; *t; t++) { /* "{param}" becomes the configured agent */
         if (*t == '{') {
             sl_buf_puts(out, "helper");
@@ -408,8 +414,8 @@ static void build(const setup_t *s, size_t k, uint8_t flags, const char *p, size
     }
     sl_buf_puts(out, " HTTP/1.1\r\nHost: fuzz\r\n");
     if (flags & 2)
-        sl_buf_puts(out, *id == SL_DIALECT_AICHAT ? "Authorization: Bearer " JWT "\r\n"
-                                                  : "Authorization: Bearer sk-fuzz\r\n");
+        sl_buf_puts(out, *id == D_AICHAT ? "Authorization: Bearer " JWT "\r\n"
+                                         : "Authorization: Bearer sk-fuzz\r\n");
     if (strstr(rt->path, "/ws"))
         sl_buf_puts(out, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

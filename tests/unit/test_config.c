@@ -11,6 +11,12 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "dialect/dialect.h"
+#include "dialect/monoai_cfg.h"
+#include "dialect/rag_cfg.h"
+
+/* A dialect's settings by name: every dialect is registered before the first test. */
+#define DIALECT(c, name) sl_config_dialect_named((c), (name))
 #include "core/glob.h"
 
 static sl_config_t *parse_ok(const char *yaml)
@@ -357,41 +363,44 @@ static void test_config_rag_section(void **state)
 {
     (void)state;
     sl_config_t *c = parse_ok("dialects:\n  rag: {}\n");
-    assert_null(c->rag.corpus);
-    assert_true(c->rag.streaming);
-    assert_int_equal(c->rag.top_k, 4);
-    assert_int_equal(c->rag.cache_ttl_ms, 0); /* the answer cache is off by default */
-    uint64_t gen = c->rag.generation;
+    assert_null(sl_rag_cfg(c)->corpus);
+    assert_true(sl_rag_cfg(c)->streaming);
+    assert_int_equal(sl_rag_cfg(c)->top_k, 4);
+    assert_int_equal(sl_rag_cfg(c)->cache_ttl_ms, 0); /* the answer cache is off by default */
+    uint64_t gen = sl_rag_cfg(c)->generation;
     sl_config_unref(c);
     c = parse_ok("dialects:\n  rag: { corpus: ./docs, streaming: false, top_k: 2, cache_ttl: 5m,"
                  " model: m, max_tokens: 300 }\n");
-    assert_string_equal(c->rag.corpus, "./docs");
-    assert_false(c->rag.streaming);
-    assert_int_equal(c->rag.top_k, 2);
-    assert_int_equal(c->rag.cache_ttl_ms, 300000);
-    assert_string_equal(c->dialects[SL_DIALECT_RAG].model, "m");
-    assert_true(c->rag.generation != gen); /* each parse is a new generation: reload re-scans */
+    assert_string_equal(sl_rag_cfg(c)->corpus, "./docs");
+    assert_false(sl_rag_cfg(c)->streaming);
+    assert_int_equal(sl_rag_cfg(c)->top_k, 2);
+    assert_int_equal(sl_rag_cfg(c)->cache_ttl_ms, 300000);
+    assert_string_equal(DIALECT(c, "rag")->model, "m");
+    assert_true(sl_rag_cfg(c)->generation !=
+                gen); /* each parse is a new generation: reload re-scans */
     sl_config_unref(c);
     expect_error("dialects:\n  rag: { top_k: 0 }\n",
                  "t.yaml:2:17: top_k: expected a whole number from 1 to 20");
-    expect_error("dialects:\n  chat: { corpus: ./docs }\n",
-                 "t.yaml:2:11: corpus: only the rag dialect has corpus");
+    expect_error(
+        "dialects:\n  chat: { corpus: ./docs }\n",
+        "t.yaml:2:11: unknown key 'corpus' in chat "
+        "(allowed: enabled, prefix, model, system_prompt, max_tokens, auth, history_turns)");
 }
 
 static void test_config_monoai_user_validator_url_and_cache(void **state)
 {
     (void)state;
     sl_config_t *c = parse_ok("dialects:\n  monoai: { users: { url: 'http://127.0.0.1:9/v' } }\n");
-    assert_string_equal(c->user_validator_url, "http://127.0.0.1:9/v");
-    assert_int_equal(c->user_validator_cache_ms, 60000); /* the default TTL */
-    assert_int_equal(c->nallowed_users, 0);
+    assert_string_equal(sl_monoai_cfg(c)->user_validator_url, "http://127.0.0.1:9/v");
+    assert_int_equal(sl_monoai_cfg(c)->user_validator_cache_ms, 60000); /* the default TTL */
+    assert_int_equal(sl_monoai_cfg(c)->nallowed_users, 0);
     sl_config_unref(c);
     c = parse_ok("dialects:\n  monoai: { users: { url: 'https://v.example/check', cache: 5m } }\n");
-    assert_string_equal(c->user_validator_url, "https://v.example/check");
-    assert_int_equal(c->user_validator_cache_ms, 300000);
+    assert_string_equal(sl_monoai_cfg(c)->user_validator_url, "https://v.example/check");
+    assert_int_equal(sl_monoai_cfg(c)->user_validator_cache_ms, 300000);
     sl_config_unref(c);
     c = parse_ok("dialects:\n  monoai: { users: { url: 'http://h', cache: 0 } }\n");
-    assert_int_equal(c->user_validator_cache_ms, 0); /* 0: every request asks */
+    assert_int_equal(sl_monoai_cfg(c)->user_validator_cache_ms, 0); /* 0: every request asks */
     sl_config_unref(c);
     expect_error("dialects:\n  monoai: { users: { url: 'ftp://x' } }\n",
                  "t.yaml:2:27: url: expected an http:// or https:// URL");
@@ -415,24 +424,24 @@ static void test_config_dialects_defaults_and_overrides(void **state)
                               "      support: { model: m2, system_prompt: help, params: "
                               "{ temperature: 0.2, max_tokens: 50, stop: '###' } }\n"
                               "    users: { allow: [ u1, u2 ] }\n");
-    const sl_dialect_cfg_t *chat = &c->dialects[SL_DIALECT_CHAT];
+    const sl_dialect_cfg_t *chat = DIALECT(c, "chat");
     assert_string_equal(chat->model, "gpt-x");
     assert_string_equal(chat->prefix, "/seed000");
     assert_int_equal(chat->max_tokens, 1000); /* seed 000's default stays */
     assert_int_equal(chat->history_turns, 3);
     assert_int_equal(chat->auth, SL_AUTH_NONE);
-    assert_int_equal(c->dialects[SL_DIALECT_OPENAI].auth, SL_AUTH_KEY); /* keys set */
-    assert_int_equal(c->dialects[SL_DIALECT_AICHAT].auth, SL_AUTH_KEY); /* no jwt configured */
-    assert_string_equal(c->dialects[SL_DIALECT_MONOAI].model, "default");
-    const sl_agent_cfg_t *a = sl_config_agent(c, "support");
+    assert_int_equal(DIALECT(c, "openai")->auth, SL_AUTH_KEY); /* keys set */
+    assert_int_equal(DIALECT(c, "aichat")->auth, SL_AUTH_KEY); /* no jwt configured */
+    assert_string_equal(DIALECT(c, "monoai")->model, "default");
+    const sl_agent_cfg_t *a = sl_monoai_agent(c, "support");
     assert_non_null(a);
-    assert_null(sl_config_agent(c, "nope"));
+    assert_null(sl_monoai_agent(c, "nope"));
     assert_string_equal(a->model, "m2");
     assert_true(json_is_real(json_object_get(a->params, "temperature")));
     assert_int_equal(json_integer_value(json_object_get(a->params, "max_tokens")), 50);
     assert_string_equal(json_string_value(json_object_get(a->params, "stop")), "###");
-    assert_int_equal(c->nallowed_users, 2);
-    assert_string_equal(c->allowed_users[1], "u2");
+    assert_int_equal(sl_monoai_cfg(c)->nallowed_users, 2);
+    assert_string_equal(sl_monoai_cfg(c)->allowed_users[1], "u2");
     sl_config_unref(c);
 }
 
@@ -560,9 +569,8 @@ static void test_config_jwt_and_store(void **state)
     assert_int_equal(c->jwt.leeway_s, 5);
     assert_true(c->jwt.require_exp); /* the default: a token without exp is refused */
     assert_string_equal(c->sqlite_path, "/tmp/x.db");
-    assert_int_equal(c->dialects[SL_DIALECT_AICHAT].auth, SL_AUTH_JWT); /* jwt configured */
-    assert_int_equal(c->dialects[SL_DIALECT_CHAT].auth,
-                     SL_AUTH_DEFAULT); /* keys, if any are issued later */
+    assert_int_equal(DIALECT(c, "aichat")->auth, SL_AUTH_JWT);   /* jwt configured */
+    assert_int_equal(DIALECT(c, "chat")->auth, SL_AUTH_DEFAULT); /* keys, if any are issued later */
     sl_config_unref(c);
     c = parse_ok(
         "auth:\n  jwt: { alg: HS256, secret: 0123456789abcdef0123, require_exp: false }\n");
@@ -576,8 +584,10 @@ static void test_config_jwt_and_store(void **state)
                  "t.yaml:2:30: secret: too short to be safe");
     expect_error("dialects:\n  aichat: { auth: jwt }\n",
                  "t.yaml:2:19: auth: jwt needs auth.jwt (alg and secret or public_key)");
-    expect_error("dialects:\n  chat: { agents: {} }\n",
-                 "t.yaml:2:11: agents: only the monoai dialect has agents");
+    expect_error(
+        "dialects:\n  chat: { agents: {} }\n",
+        "t.yaml:2:11: unknown key 'agents' in chat "
+        "(allowed: enabled, prefix, model, system_prompt, max_tokens, auth, history_turns)");
     expect_error("dialects:\n  chat: { prefix: seed }\n",
                  "t.yaml:2:19: prefix: expected a path like /seed000 (leading /, none trailing)");
     expect_error("dialects:\n  monoai: { users: { allow: [a], url: 'http://x' } }\n",
@@ -968,6 +978,7 @@ static void test_config_observability_metrics_forms(void **state)
 
 int main(void)
 {
+    sl_dialects_register();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_full_file_sets_every_field),
         cmocka_unit_test(test_config_empty_document_gives_defaults),

@@ -4,10 +4,14 @@
 #include "upstream/h1.h"
 
 #include <http_parser.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/closer.h"
+#include "core/fsm.h"
 #include "core/log.h"
 #include "upstream/xfer_transport.h"
 
@@ -31,10 +35,10 @@ struct h1_host {
 struct sl_h1_pool {
     uv_loop_t *loop; /* borrowed: the worker's */
     uv_timer_t sweep;
-    h1_host_t *hosts; /* owned */
-    h1_req_t *active; /* weak: requests in flight (each unlinks itself), ended by close */
-    char *rbuf;       /* owned: one read buffer for every connection, lent per read */
-    unsigned handles; /* open uv handles (connections + sweep): memory goes at 0 */
+    h1_host_t *hosts;   /* owned */
+    h1_req_t *active;   /* weak: requests in flight (each unlinks itself), ended by close */
+    char *rbuf;         /* owned: one read buffer for every connection, lent per read */
+    sl_closer_t closer; /* holds the sweep timer and each connection: memory goes after both */
     bool rbuf_lent, closing;
     sl_h1_env_t env; /* read once: proxy variables do not change under a running process */
     sl_h1_stats_t stats;
@@ -42,6 +46,7 @@ struct sl_h1_pool {
 
 struct h1_conn {
     uv_tcp_t tcp;
+    sl_closer_t closer; /* frees c once tcp has closed (a waiting request hears of it then) */
     http_parser parser;
     sl_h1_pool_t *pool;     /* borrowed: freed only after every connection closed */
     h1_host_t *host;        /* borrowed: lives as long as the pool */
@@ -49,8 +54,23 @@ struct h1_conn {
     h1_conn_t *next, *prev; /* the host's idle list */
     uint64_t idle_since;
     unsigned writes; /* uv_write requests in flight */
-    bool reused, reading, closing;
+    bool reused, reading;
 };
+
+/* A request's lifecycle. Until the first response byte a failed reused connection is retried
+ * once on a fresh one; from then the request's bytes can go. Every end passes through STOPPED:
+ * the transfer let go (h1_stop), from its done or on its own. */
+typedef enum h1_state {
+    H1_CONNECTING,   /* a fresh connection is being made */
+    H1_SENDING,      /* the request is going (or went) out; no response byte yet */
+    H1_READING_HEAD, /* the response began: its status line and headers (1xx ones included) */
+    H1_READING_BODY, /* the final status went to the transfer: body bytes follow */
+    H1_PAUSED,       /* the transfer is congested: parsing stops, bytes are held until resume */
+    H1_DONE,         /* a complete response: done(OK) follows at once */
+    /* The transfer let go: r is freed now, or on the way out of our own processing. */
+    H1_STOPPED,
+    H1_NSTATES
+} h1_state_t;
 
 struct h1_req {
     sl_xfer_t *x;               /* borrowed: the transfer owns us and stops us before it goes */
@@ -64,19 +84,60 @@ struct h1_req {
     sl_buf_t held;              /* body bytes the transfer paused on */
     sl_buf_t pend;              /* raw response bytes not parsed yet (paused) */
     h1_req_t *prev, *next;
-    int busy; /* inside our own processing: a stop is deferred to its end */
-    bool stopped, got_bytes, complete, keep_alive, paused, retried, in_value, refused;
+    uint64_t id; /* per worker thread: names r in debug lines */
+    int busy;    /* inside our own processing: a stop is deferred to its end */
+    h1_state_t state;
+    bool keep_alive; /* set on a complete response the server lets us reuse */
+    bool retried, in_value;
+    bool refused; /* the transfer answered stop: said in done's detail */
 };
+
+#define TO(s) SL_FSM_TO(H1_##s)
+/* Any state may stop (the transfer's cancel, deadline, or done after a failure). */
+static const uint32_t edges[H1_NSTATES] = {
+    [H1_CONNECTING] = TO(SENDING) | TO(STOPPED),
+    /* A reused connection failed before any response byte: once more on a fresh one. */
+    [H1_SENDING] = TO(CONNECTING) | TO(READING_HEAD) | TO(STOPPED),
+    [H1_READING_HEAD] = TO(READING_BODY) | TO(STOPPED),
+    [H1_READING_BODY] = TO(PAUSED) | TO(DONE) | TO(STOPPED),
+    [H1_PAUSED] = TO(READING_BODY) | TO(STOPPED),
+    [H1_DONE] = TO(STOPPED),
+    [H1_STOPPED] = 0,
+};
+static const char *const names[H1_NSTATES] = {
+    [H1_CONNECTING] = "CONNECTING",
+    [H1_SENDING] = "SENDING",
+    [H1_READING_HEAD] = "READING_HEAD",
+    [H1_READING_BODY] = "READING_BODY",
+    [H1_PAUSED] = "PAUSED",
+    [H1_DONE] = "DONE",
+    [H1_STOPPED] = "STOPPED",
+};
+static const sl_fsm_t h1_fsm = {"h1", names, edges, H1_NSTATES};
+
+static void set_state(h1_req_t *r, h1_state_t to, const char *why)
+{
+    char id[24] = "";
+    if (sl_fsm_speaks(&h1_fsm, r->state, to))
+        snprintf(id, sizeof id, "%" PRIu64, r->id);
+    r->state = (h1_state_t)sl_fsm_step(&h1_fsm, r->state, to, id, why);
+}
+
+/* A response byte came: no retry any more, and the request's bytes can go. */
+static bool answering(const h1_req_t *r)
+{
+    return SL_FSM_TO(r->state) & (TO(READING_HEAD) | TO(READING_BODY) | TO(PAUSED) | TO(DONE));
+}
 
 static void finish(h1_req_t *r, sl_xfer_result_t res, const char *detail);
 static void conn_connect(h1_req_t *r);
 
 /* ---- connections ---- */
 
-static void maybe_free_pool(sl_h1_pool_t *p)
+/* The pool's closer is done: sl_h1_pool_close ran, the sweep timer and every connection closed. */
+static void free_pool(void *owner)
 {
-    if (!p->closing || p->handles)
-        return;
+    sl_h1_pool_t *p = owner;
     while (p->hosts) {
         h1_host_t *h = p->hosts;
         p->hosts = h->next;
@@ -101,27 +162,32 @@ static void idle_unlink(h1_conn_t *c)
     c->pool->stats.idle--;
 }
 
-static void on_conn_closed(uv_handle_t *h)
+/* A connection's closer: its tcp has closed. */
+static void conn_freed(void *owner)
 {
-    h1_conn_t *c = h->data;
+    h1_conn_t *c = owner;
     sl_h1_pool_t *p = c->pool;
     h1_req_t *r = c->req;
     sl_free(c);
-    p->handles--;
     if (r) { /* closed under a request that is still waiting: a connect that failed at once */
         r->conn = NULL;
         finish(r, SL_XFER_UNREACHABLE, "connect failed");
     }
-    maybe_free_pool(p);
+    sl_closer_release(&p->closer);
+}
+
+static bool conn_closing(h1_conn_t *c)
+{
+    return uv_is_closing((uv_handle_t *)&c->tcp);
 }
 
 static void conn_close(h1_conn_t *c)
 {
-    if (c->closing)
+    if (conn_closing(c))
         return;
-    c->closing = true;
     idle_unlink(c);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    sl_closer_close(&c->closer, (uv_handle_t *)&c->tcp); /* tcp.data is the closer's now */
+    sl_closer_finish(&c->closer);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -221,6 +287,7 @@ static int on_headers_complete(http_parser *hp)
      * http-parser it has no body, so its bytes never reach the transfer before a status. */
     if (hp->status_code / 100 == 1)
         return 1;
+    set_state(r, H1_READING_BODY, "status");
     r->sink->status(r->x, hp->status_code);
     return 0;
 }
@@ -229,12 +296,12 @@ static int on_body(http_parser *hp, const char *at, size_t n)
 {
     h1_req_t *r = hp->data;
     int a = r->sink->body(r->x, at, n);
-    if (r->stopped)
+    if (r->state == H1_STOPPED)
         return 1;
     if (a == SL_XFER_PAUSE) {
         /* http-parser counts this piece as parsed: keep it ourselves, stop before the next. */
         sl_buf_append(&r->held, at, n);
-        r->paused = true;
+        set_state(r, H1_PAUSED, "transfer congested");
         http_parser_pause(hp, 1);
     } else if (a == SL_XFER_STOP) {
         r->refused = true;
@@ -248,7 +315,7 @@ static int on_message_complete(http_parser *hp)
     h1_req_t *r = hp->data;
     if (hp->status_code / 100 == 1)
         return 0; /* an interim answer: the real one follows */
-    r->complete = true;
+    set_state(r, H1_DONE, "response complete");
     r->keep_alive = http_should_keep_alive(hp);
     http_parser_pause(hp, 1); /* anything after the answer is not ours: it stays unparsed */
     return 0;
@@ -271,14 +338,14 @@ static bool req_feed(h1_req_t *r, const char *data, size_t len)
     r->busy++;
     size_t n = http_parser_execute(hp, &settings, data, len);
     r->busy--;
-    if (r->stopped) {
+    if (r->state == H1_STOPPED) {
         req_free(r);
         return false;
     }
     enum http_errno e = HTTP_PARSER_ERRNO(hp);
     if (e == HPE_PAUSED && n < len)
         sl_buf_append(&r->pend, data + n, len - n);
-    if (r->complete) {
+    if (r->state == H1_DONE) {
         finish(r, SL_XFER_OK, NULL);
         return false;
     }
@@ -307,7 +374,7 @@ typedef struct h1_write {
 /* The response has begun: a retry is out, so the request's bytes can go. */
 static void release_request(h1_req_t *r)
 {
-    if (r->got_bytes && r->conn && !r->conn->writes) {
+    if (answering(r) && r->conn && !r->conn->writes) {
         sl_buf_dispose(&r->head);
         sl_buf_dispose(&r->body);
     }
@@ -319,13 +386,14 @@ static void release_request(h1_req_t *r)
 static void conn_failed(h1_req_t *r, int err)
 {
     h1_conn_t *c = r->conn;
-    bool retry = !r->got_bytes && c->reused && !r->retried;
+    bool retry = !answering(r) && c->reused && !r->retried;
     c->req = NULL;
     r->conn = NULL;
     conn_close(c);
     if (retry) {
         r->retried = true;
         r->pool->stats.retries++;
+        set_state(r, H1_CONNECTING, "retry: the reused connection failed");
         conn_connect(r);
         return;
     }
@@ -341,7 +409,7 @@ static void on_write(uv_write_t *w, int status)
     h1_req_t *r = c->req;
     if (status == UV_ECANCELED || !r)
         return;
-    if (status < 0 && !r->got_bytes)
+    if (status < 0 && !answering(r))
         conn_failed(r, status);
     else
         release_request(r); /* a failure after the response began: reading tells the rest */
@@ -391,7 +459,7 @@ static void conn_read(h1_conn_t *c, ssize_t n, const char *data)
         conn_close(c); /* idle: the server closed it (or sent what nobody asked for) */
         return;
     }
-    if (n == UV_EOF && r->got_bytes) {
+    if (n == UV_EOF && answering(r)) {
         (void)req_feed(r, NULL, 0); /* a body read until close ends here, others are cut */
         return;
     }
@@ -399,7 +467,8 @@ static void conn_read(h1_conn_t *c, ssize_t n, const char *data)
         conn_failed(r, (int)n);
         return;
     }
-    r->got_bytes = true;
+    if (r->state == H1_SENDING)
+        set_state(r, H1_READING_HEAD, "first response byte");
     release_request(r);
     (void)req_feed(r, data, (size_t)n); /* r may be gone: nothing after this */
 }
@@ -417,7 +486,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void conn_reading(h1_conn_t *c, bool on)
 {
-    if (c->reading == on || c->closing)
+    if (c->reading == on || conn_closing(c))
         return;
     c->reading = on;
     if (on)
@@ -453,6 +522,7 @@ static void on_connect(uv_connect_t *cr, int status)
         finish(r, SL_XFER_UNREACHABLE, uv_strerror(status));
         return;
     }
+    set_state(r, H1_SENDING, "connected");
     r->sink->connected(r->x);
     conn_reading(c, true);
     req_send(r);
@@ -467,7 +537,8 @@ static void conn_connect(h1_req_t *r)
     http_parser_init(&c->parser, HTTP_RESPONSE);
     uv_tcp_init(p->loop, &c->tcp);
     c->tcp.data = c;
-    p->handles++;
+    sl_closer_init(&c->closer, conn_freed, c);
+    sl_closer_hold(&p->closer); /* released once c has closed */
     p->stats.connects++;
     attach(r, c);
     (void)uv_tcp_nodelay(&c->tcp, 1); /* applied when the socket is made (DESIGN §3.1) */
@@ -496,7 +567,7 @@ static void req_free(h1_req_t *r)
     if (c) {
         c->req = NULL;
         c->parser.data = NULL;
-        if (r->complete && r->keep_alive && !r->pend.len && !c->writes && !c->closing)
+        if (r->keep_alive && !r->pend.len && !c->writes && !conn_closing(c))
             conn_pool(c);
         else
             conn_close(c); /* mid-response (a cancel) or unclean: never reused */
@@ -518,23 +589,22 @@ static void req_free(h1_req_t *r)
 static void h1_stop(void *state)
 {
     h1_req_t *r = state;
-    if (r->busy) {
-        r->stopped = true; /* inside our own processing: it frees r on the way out */
-        return;
-    }
+    set_state(r, H1_STOPPED, "stopped");
+    if (r->busy)
+        return; /* inside our own processing: it frees r on the way out */
     req_free(r);
 }
 
 static void h1_resume(void *state)
 {
     h1_req_t *r = state;
-    if (!r->paused || !r->conn)
+    if (r->state != H1_PAUSED || !r->conn)
         return;
     if (r->held.len) {
         r->busy++;
         int a = r->sink->body(r->x, r->held.data, r->held.len);
         r->busy--;
-        if (r->stopped) {
+        if (r->state == H1_STOPPED) {
             req_free(r);
             return;
         }
@@ -546,14 +616,14 @@ static void h1_resume(void *state)
         }
         sl_buf_dispose(&r->held);
     }
-    r->paused = false;
+    set_state(r, H1_READING_BODY, "resumed");
     http_parser_pause(&r->conn->parser, 0);
     if (r->pend.len) {
         sl_buf_t in = r->pend;
         sl_buf_init(&r->pend);
         bool alive = req_feed(r, in.data, in.len);
         sl_buf_dispose(&in);
-        if (!alive || r->paused)
+        if (!alive || r->state == H1_PAUSED)
             return;
     }
     conn_reading(r->conn, true);
@@ -603,7 +673,9 @@ static int h1_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
     sl_h1_target_t t;
     if (!p || p->closing || !sl_h1_eligible(w->url, &p->env, &t))
         return SL_EAGAIN;
+    static __thread uint64_t seq; /* per worker, like the transfers' ids */
     h1_req_t *r = sl_calloc(1, sizeof *r);
+    r->id = ++seq;
     r->x = x;
     r->sink = w->sink;
     r->pool = p;
@@ -618,9 +690,11 @@ static int h1_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
     *state = r;
     h1_conn_t *c = r->host->idle;
     if (!c) {
+        r->state = H1_CONNECTING; /* born here: no edge taken */
         conn_connect(r);
         return 0;
     }
+    r->state = H1_SENDING; /* born here, on a warm connection */
     idle_unlink(c);
     p->stats.reused++;
     attach(r, c);
@@ -646,15 +720,8 @@ sl_h1_pool_t *sl_h1_pool_new(uv_loop_t *loop)
     sl_h1_env_load(&p->env);
     uv_timer_init(loop, &p->sweep);
     p->sweep.data = p;
-    p->handles++;
+    sl_closer_init(&p->closer, free_pool, p);
     return p;
-}
-
-static void on_sweep_closed(uv_handle_t *h)
-{
-    sl_h1_pool_t *p = h->data;
-    p->handles--;
-    maybe_free_pool(p);
 }
 
 void sl_h1_pool_close(sl_h1_pool_t *p)
@@ -672,7 +739,8 @@ void sl_h1_pool_close(sl_h1_pool_t *p)
     for (h1_host_t *h = p->hosts; h; h = h->next)
         while (h->idle)
             conn_close(h->idle);
-    uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);
+    sl_closer_close(&p->closer, (uv_handle_t *)&p->sweep);
+    sl_closer_finish(&p->closer); /* p goes once the sweep and every connection have closed */
 }
 
 void sl_h1_pool_stats(const sl_h1_pool_t *p, sl_h1_stats_t *out)

@@ -70,6 +70,12 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 
 TMP=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+# As deployed: both gateways write their access log to a file and sluice's SQLite usage store
+# lives on disk. bench/out is in the tree, so on disk even where /tmp is a tmpfs.
+DISK="$OUT/disk"
+rm -rf "$DISK"
+mkdir -p "$DISK"
+DISK=$(cd "$DISK" && pwd)
 RAW="$OUT/raw.jsonl"
 : >"$RAW"
 PIDS=()
@@ -84,7 +90,7 @@ stop_pid() { # TERM, wait up to 5 s, then KILL; only PIDs this script started
 cleanup() {
   local rc=$? p
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
-  rm -rf "$TMP"
+  rm -rf "$TMP" "$DISK"
   exit $rc
 }
 trap cleanup EXIT
@@ -140,7 +146,7 @@ error_log $NGX_DIR/logs/error.log warn;
 pid $NGX_DIR/nginx.pid;
 events { worker_connections $((need_fds + 500)); use epoll; }
 http {
-    access_log off;
+    access_log $DISK/nginx-access.log;
     client_body_temp_path $NGX_DIR/tmp/body;
     proxy_temp_path $NGX_DIR/tmp/proxy;
     fastcgi_temp_path $NGX_DIR/tmp/fastcgi;
@@ -177,7 +183,7 @@ if ! is_exe "$NGX_PID" nginx || ! is_exe "$NGX_WORKER" nginx; then
   die "nginx PIDs $NGX_PID/$NGX_WORKER are not nginx"
 fi
 
-# ---- sluice: 1 worker, access log to /dev/null ----
+# ---- sluice: 1 worker, access log (stderr) to a file, usage store on disk ----
 SL_PORT=$("$OUT/load" --free-port)
 cat >"$TMP/sluice.yaml" <<EOF
 listen: 127.0.0.1:$SL_PORT
@@ -189,10 +195,10 @@ providers:
 models:
   "*": [ { provider: up } ]
 EOF
-# Run from the temp dir: files sluice writes to its working directory (./sluice.db, the
-# default SQLite usage store) are then removed with it instead of landing in the tree.
+# Run from $DISK: files sluice writes to its working directory (./sluice.db, the default
+# SQLite usage store) are on disk and removed with it instead of landing in the tree.
 SLUICE_ABS=$(cd "$(dirname "$SLUICE")" && pwd)/$(basename "$SLUICE")
-(cd "$TMP" && exec "${GW_PIN[@]}" "$SLUICE_ABS" --config "$TMP/sluice.yaml" >/dev/null 2>&1) &
+(cd "$DISK" && exec "${GW_PIN[@]}" "$SLUICE_ABS" --config "$TMP/sluice.yaml" >/dev/null 2>"$DISK/sluice.log") &
 SL_PID=$!
 PIDS+=("$SL_PID")
 if ! wait_http "$SL_PORT"; then

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "dialect/dialect.h"
 #include "http/router.h"
+#include "obs/logq.h"
 #include "server/app.h"
 #include "server/worker.h"
 #include "store/store.h"
@@ -233,6 +234,10 @@ int main(int argc, char **argv)
     sl_router_t *router = build_router(cfg);
     app_t app = {0};
     sl_app_init(&app.shared, config_path, cfg, router, build_router);
+    /* Access-log lines leave the workers through their own thread (obs/logq.h). */
+    app.shared.logq = sl_logq_start(STDERR_FILENO, SL_LOGQ_CAP);
+    if (!app.shared.logq)
+        sl_log(SL_LOG_WARN, "cannot start the access-log writer; workers write the log inline");
     uv_loop_t *loop = uv_default_loop();
     uv_signal_init(loop, &app.sigterm);
     uv_signal_init(loop, &app.sigint);
@@ -254,7 +259,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < app.nworkers; i++)
         sl_worker_join(app.workers[i]);
     (void)uv_loop_close(loop);
-    sl_store_stop(store); /* after the workers: every usage record is queued by now */
+    sl_logq_stop(app.shared.logq); /* after the workers: every line is queued by now */
+    sl_store_stop(store);          /* after the workers: every usage record is queued by now */
     for (int i = 0; i < app.nalloc; i++)
         sl_worker_free(app.workers[i]);
     sl_free(app.workers);

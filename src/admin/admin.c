@@ -10,6 +10,7 @@
 #include "core/ctx.h"
 #include "core/tokens.h"
 #include "net/conn.h"
+#include "obs/logq.h"
 #include "obs/metrics.h"
 #include "policy/auth.h"
 #include "relay/breaker.h"
@@ -114,6 +115,7 @@ static void metrics(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
         .reloads_ok = __atomic_load_n(&app->reloads_ok, __ATOMIC_RELAXED),
         .reloads_failed = __atomic_load_n(&app->reloads_failed, __ATOMIC_RELAXED),
         .store_dropped = app->store ? sl_store_dropped(app->store) : 0,
+        .access_log_dropped = sl_logq_dropped(app->logq),
         .workers = (unsigned)app->nworkers,
         .start_time_s = app->start_time_s,
     };

@@ -14,15 +14,20 @@ void sl_log_set_level(sl_log_level_t lvl)
     sl_log_min_level = lvl;
 }
 
-static void write_all(const char *p, size_t n)
+static void write_all_fd(int fd, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(STDERR_FILENO, p, n);
+        ssize_t w = write(fd, p, n);
         if (w <= 0)
             return; /* stderr gone: nothing sensible left to do */
         p += w;
         n -= (size_t)w;
     }
+}
+
+static void write_all(const char *p, size_t n)
+{
+    write_all_fd(STDERR_FILENO, p, n);
 }
 
 void sl_log(sl_log_level_t lvl, const char *fmt, ...)
@@ -61,6 +66,11 @@ void sl_log_line(const char *line, size_t len)
 
 void sl_log_batch(const char *lines, size_t len)
 {
+    sl_log_lines_fd(STDERR_FILENO, lines, len);
+}
+
+void sl_log_lines_fd(int fd, const char *lines, size_t len)
+{
     while (len > 0) {
         size_t n = len < 4096 ? len : 4096;
         if (n < len) {
@@ -73,7 +83,7 @@ void sl_log_batch(const char *lines, size_t len)
             else
                 n = len;
         }
-        write_all(lines, n);
+        write_all_fd(fd, lines, n);
         lines += n;
         len -= n;
     }

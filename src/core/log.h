@@ -22,6 +22,8 @@ void sl_log_line(const char *line, size_t len);
 /* Writes complete lines (each ending in \n) gathered by a worker, in writes of at most
  * PIPE_BUF bytes cut at line ends, so lines from several workers never interleave. */
 void sl_log_batch(const char *lines, size_t len);
+/* The same, to any descriptor (the access-log writer thread, obs/logq.c). */
+void sl_log_lines_fd(int fd, const char *lines, size_t len);
 /* Monotonic milliseconds (fractional) and wall-clock seconds. */
 double sl_now_ms(void);
 int64_t sl_wall_s(void);

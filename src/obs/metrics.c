@@ -603,6 +603,12 @@ static void put_process(sl_buf_t *out, const sl_metrics_process_t *p)
     put_header(out, "sluice_store_dropped_total",
                "Records the store dropped because its queue was full.", "counter");
     sl_buf_printf(out, "sluice_store_dropped_total %llu\n", (unsigned long long)p->store_dropped);
+    put_header(out, "sluice_access_log_dropped_total",
+               "Access-log lines dropped because the log writer fell behind and its buffer was "
+               "full.",
+               "counter");
+    sl_buf_printf(out, "sluice_access_log_dropped_total %llu\n",
+                  (unsigned long long)p->access_log_dropped);
     put_header(out, "sluice_workers", "Worker threads running.", "gauge");
     sl_buf_printf(out, "sluice_workers %u\n", p->workers);
     put_header(out, "sluice_start_time_seconds", "Unix time the process started.", "gauge");

@@ -48,6 +48,7 @@ void sl_metrics_ratelimited(sl_metrics_t *m, const char *dialect, const char *sc
 typedef struct sl_metrics_process {
     uint64_t reloads_ok, reloads_failed;
     uint64_t store_dropped;
+    uint64_t access_log_dropped;
     unsigned workers;
     double start_time_s; /* unix time the process started */
 } sl_metrics_process_t;

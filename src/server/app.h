@@ -20,6 +20,7 @@ typedef struct sl_app {
     sl_worker_t **workers;   /* borrowed: main's array */
     int nworkers;
     sl_store_t *store;            /* borrowed */
+    struct sl_logq *logq;         /* borrowed: the access-log writer, NULL = write inline */
     struct sl_limiter *limiter;   /* owned: this process's rate-limit buckets, shared by workers */
     struct sl_breakers *breakers; /* owned: this process's circuit breakers, shared by workers */
     struct sl_budgets *budgets;   /* owned: this process's budget ledger, shared by workers */

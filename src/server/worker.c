@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/router.h"
 #include "net/conn.h"
+#include "obs/logq.h"
 #include "obs/metrics.h"
 #include "policy/ratelimit_redis.h"
 #include "server/app.h"
@@ -118,7 +119,10 @@ static void flush_log(sl_worker_t *w)
     sl_buf_t *log = &w->x.access_log;
     if (!log->len)
         return;
-    sl_log_batch(log->data, log->len);
+    if (w->x.app && w->x.app->logq)
+        sl_logq_push(w->x.app->logq, log->data, log->len); /* the disk never stalls this loop */
+    else
+        sl_log_batch(log->data, log->len);
     sl_buf_reset(log);
     sl_buf_shrink(log, (size_t)64 * 1024);
 }

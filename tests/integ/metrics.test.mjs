@@ -78,6 +78,7 @@ describe('GET /metrics: the format', { timeout: 60_000 }, () => {
       sluice_breaker_state: ['gauge', ['provider']],
       sluice_cancellations_total: ['counter', []],
       sluice_config_reloads_total: ['counter', ['result']],
+      sluice_access_log_dropped_total: ['counter', []],
     };
     for (const [name, [type, labels]] of Object.entries(want)) {
       const f = p.families.get(name);
@@ -92,6 +93,8 @@ describe('GET /metrics: the format', { timeout: 60_000 }, () => {
     }
     assert.deepEqual(select(p, 'sluice_config_reloads_total').map((x) => x.labels.result).sort(), ['failed', 'ok'],
       'sluice_config_reloads_total has a series for each result, from the start');
+    // The access-log writer kept up with this light load: nothing lost.
+    assert.deepEqual(select(p, 'sluice_access_log_dropped_total').map((x) => x.value), [0]);
   });
 
   test('sluice_breaker_state has a series per configured provider, 0 while closed', async () => {

@@ -315,6 +315,7 @@ static void test_metrics_process_values_are_rendered(void **state)
     sl_metrics_process_t p = {.reloads_ok = 3,
                               .reloads_failed = 1,
                               .store_dropped = 7,
+                              .access_log_dropped = 5,
                               .workers = 4,
                               .start_time_s = 1700000000.5};
     const char *t = render(fx, &p);
@@ -322,6 +323,7 @@ static void test_metrics_process_values_are_rendered(void **state)
     assert_line(t, "sluice_config_reloads_total{result=\"ok\"} 3");
     assert_line(t, "sluice_config_reloads_total{result=\"failed\"} 1");
     assert_line(t, "sluice_store_dropped_total 7");
+    assert_line(t, "sluice_access_log_dropped_total 5");
     assert_line(t, "sluice_workers 4");
     assert_line(t, "sluice_start_time_seconds 1700000000.5");
 }
@@ -426,7 +428,7 @@ static void test_metrics_output_passes_promtool(void **state)
     sl_metrics_fallback(fx->shard[0], "a", "b");
     sl_metrics_ratelimited(fx->shard[1], "chat", "ip");
     sl_metrics_active(fx->shard[0], 1);
-    sl_metrics_process_t p = {1, 0, 0, 2, 1700000000.25};
+    sl_metrics_process_t p = {.reloads_ok = 1, .workers = 2, .start_time_s = 1700000000.25};
     const char *t = render(fx, &p);
     FILE *f = popen(PROMTOOL_SCRIPT, "w");
     assert_non_null(f);

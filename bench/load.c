@@ -2,9 +2,13 @@
  * requests, closed-loop (as fast as answers come back) or open-loop at a fixed rate, where
  * latency counts from the *scheduled* send time so a stalled target cannot hide its stall
  * (no coordinated omission). A third mode opens C streams, holds them, then drops them (the
- * idle-stream memory test). Always bounded by a request count and a duration. Prints one JSON
- * object on stdout. */
+ * idle-stream memory test). A fourth (--cancel N) opens N streams one after another, hangs up
+ * on each as its first event arrives and times how long until the fake upstream saw its own
+ * connection close (read from the upstream's --close-log FIFO): the gateway's
+ * disconnect-to-cancel latency. Always bounded by a request count and a duration. Prints one
+ * JSON object on stdout. */
 #include <arpa/inet.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
@@ -46,8 +50,9 @@ typedef struct conn {
 } conn_t;
 
 typedef struct stats {
-    uint64_t *lat, *ttfb, *lag; /* owned: ns */
-    size_t nlat, nttfb, nlag, cap;
+    uint64_t *lat, *ttfb, *lag, *cancel; /* owned: ns */
+    size_t nlat, nttfb, nlag, ncancel, cap;
+    uint64_t cancel_unseen; /* hang-ups whose upstream connection stayed open past 1 s */
     uint64_t errors[E_NKINDS];
     uint64_t ok, events, body_bytes;
     int last_status;
@@ -58,7 +63,8 @@ typedef struct opts {
     int port, conns, max_connecting;
     long long max_requests;
     double duration, rate, timeout, hold, open_timeout;
-    const char *model, *label, *ready_file;
+    const char *model, *label, *ready_file, *close_log;
+    int cancel; /* --cancel N: N hang-ups, timed against the upstream's close log */
     bool stream;
     const char *headers[MAX_HDRS];
     int nheaders;
@@ -654,7 +660,10 @@ static void report(load_t *L)
     const opts_t *o = &L->o;
     printf("{\"label\":\"%s\",\"mode\":\"%s\",\"stream\":%s,\"model\":\"%s\",\"connections\":%d,"
            "\"rate\":%.0f,\"elapsed_s\":%.3f,\"issued\":%llu,\"ok\":%llu,\"errors\":%llu,",
-           o->label, o->hold > 0 ? "hold" : (o->rate > 0 ? "open" : "closed"),
+           o->label,
+           o->cancel > 0 ? "cancel"
+           : o->hold > 0 ? "hold"
+                         : (o->rate > 0 ? "open" : "closed"),
            o->stream ? "true" : "false", o->model, o->conns, o->rate, secs,
            (unsigned long long)L->issued, (unsigned long long)st->ok, (unsigned long long)errs);
     printf("\"error_kinds\":{");
@@ -675,6 +684,12 @@ static void report(load_t *L)
     if (o->hold > 0)
         printf("\"streams_open\":%llu,\"streams_failed\":%llu,", (unsigned long long)L->opened,
                (unsigned long long)L->failed);
+    if (o->cancel > 0) {
+        printf("\"cancels\":%d,\"cancel_unseen\":%llu,", o->cancel,
+               (unsigned long long)st->cancel_unseen);
+        print_dist("cancel_us", st->cancel, st->ncancel);
+        printf(",");
+    }
     print_dist("latency_us", st->lat, st->nlat);
     printf(",");
     print_dist("ttfb_us", st->ttfb, st->nttfb);
@@ -700,6 +715,9 @@ static void usage(void)
                     "  --open-timeout S hold mode: give up opening after S (default 30)\n"
                     "  --max-connecting K  hold mode: streams being opened at once (default 200)\n"
                     "  --ready-file F   hold mode: write 'open N failed F' when all are open\n"
+                    "  --cancel N       N streams in turn, each dropped at its first event; times\n"
+                    "                   until the upstream closes its side (needs --close-log)\n"
+                    "  --close-log F    the fake upstream's --close-log FIFO\n"
                     "  --label TEXT     copied into the JSON\n"
                     "  --free-port      print a free 127.0.0.1 TCP port and exit\n");
     exit(2);
@@ -782,41 +800,170 @@ static void parse_args(opts_t *o, int argc, char **argv)
             o->ready_file = v;
         else if (!strcmp(a, "--label"))
             o->label = v;
+        else if (!strcmp(a, "--cancel"))
+            o->cancel = (int)parse_num(a, v);
+        else if (!strcmp(a, "--close-log"))
+            o->close_log = v;
         else
             usage();
     }
     if (!have_url || o->conns < 1 || o->conns > 100000 || o->max_connecting < 1 ||
         o->duration <= 0 || o->duration > 3600 || o->timeout <= 0 || o->hold > 3600 ||
-        o->open_timeout > 600 || o->max_requests < 1)
+        o->open_timeout > 600 || o->max_requests < 1 || o->cancel > 100000 ||
+        (o->cancel > 0 && !o->close_log))
         usage();
-    if (o->hold > 0)
+    if (o->hold > 0 || o->cancel > 0)
         o->stream = true;
 }
 
-static void build_request(load_t *L)
+/* Formats the request for `model` into buf; returns its length (exits if it does not fit). */
+static size_t format_request(const opts_t *o, const char *model, char *buf, size_t cap)
 {
-    opts_t *o = &L->o;
     char body[1024], extra[2048] = "";
     int bl = snprintf(body, sizeof body,
                       "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"You "
                       "are a helpful assistant.\"},{\"role\":\"user\",\"content\":\"Say hello "
                       "in about sixty tokens.\"}],\"max_tokens\":64%s}",
-                      o->model, o->stream ? ",\"stream\":true" : "");
+                      model, o->stream ? ",\"stream\":true" : "");
     size_t el = 0;
     for (int i = 0; i < o->nheaders && el < sizeof extra; i++)
         el += (size_t)snprintf(extra + el, sizeof extra - el, "%s\r\n", o->headers[i]);
-    size_t cap = 4096;
-    L->req = xcalloc(1, cap);
-    int n = snprintf(L->req, cap,
+    int n = snprintf(buf, cap,
                      "POST %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: sluice-bench\r\n"
                      "Content-Type: application/json\r\nAccept: application/json\r\n"
                      "Authorization: Bearer sk-bench\r\n%sContent-Length: %d\r\n\r\n%s",
                      o->path, o->host, o->port, extra, bl, body);
-    if (n <= 0 || (size_t)n >= cap) {
+    if (bl <= 0 || (size_t)bl >= sizeof body || n <= 0 || (size_t)n >= cap) {
         fprintf(stderr, "load: request too large\n");
         exit(2);
     }
-    L->reqlen = (size_t)n;
+    return (size_t)n;
+}
+
+static void build_request(load_t *L)
+{
+    size_t cap = 4096;
+    L->req = xcalloc(1, cap);
+    L->reqlen = format_request(&L->o, L->o.model, L->req, cap);
+}
+
+/* ---- cancel mode ---- */
+
+/* Reads close-log lines ("CID NS\n") until the one for `cid` arrives or `deadline` passes;
+ * returns its timestamp, 0 if it never came. Lines of earlier (late) hang-ups are skipped. */
+static uint64_t await_close(int fifo, long cid, uint64_t deadline)
+{
+    static char lb[4096];
+    static size_t ll;
+    for (;;) {
+        char *nl;
+        while ((nl = memchr(lb, '\n', ll)) != NULL) {
+            *nl = '\0';
+            char *e = NULL;
+            long id = strtol(lb, &e, 10);
+            unsigned long long ns = e ? strtoull(e, NULL, 10) : 0;
+            size_t used = (size_t)(nl + 1 - lb);
+            memmove(lb, nl + 1, ll - used);
+            ll -= used;
+            if (id == cid && ns)
+                return (uint64_t)ns;
+        }
+        if (ll == sizeof lb)
+            ll = 0; /* a line this long is garbage */
+        uint64_t now = now_ns();
+        if (now >= deadline)
+            return 0;
+        struct pollfd pf = {.fd = fifo, .events = POLLIN};
+        int ms = (int)((deadline - now + NS_PER_MS - 1) / NS_PER_MS);
+        if (poll(&pf, 1, ms) <= 0)
+            continue;
+        ssize_t r = read(fifo, lb + ll, sizeof lb - ll);
+        if (r > 0)
+            ll += (size_t)r;
+    }
+}
+
+/* Opens one stream and waits, at most 5 s, for its first SSE event; returns the socket, or -1
+ * (counted in the error kinds). */
+static int open_until_first_event(load_t *L, const char *req, size_t reqlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {.tv_sec = 5};
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        connect(fd, (struct sockaddr *)&L->addr, sizeof L->addr) != 0) {
+        L->st.errors[E_CONNECT]++;
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    set_nodelay(fd);
+    if (write(fd, req, reqlen) != (ssize_t)reqlen) {
+        L->st.errors[E_IO]++;
+        close(fd);
+        return -1;
+    }
+    char buf[HBUF_MAX];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+        if (r <= 0) {
+            L->st.errors[r == 0 ? E_INCOMPLETE : (errno == EAGAIN ? E_TIMEOUT : E_IO)]++;
+            close(fd);
+            return -1;
+        }
+        n += (size_t)r;
+        buf[n] = '\0';
+        if (n >= 12 && memcmp(buf, "HTTP/1.1 200", 12) != 0) {
+            L->st.errors[E_STATUS]++;
+            L->st.last_status = (int)strtol(buf + 9, NULL, 10);
+            close(fd);
+            return -1;
+        }
+        const char *body = strstr(buf, "\r\n\r\n");
+        if (body && strstr(body, "data:"))
+            return fd;
+        if (n == sizeof buf - 1) {
+            L->st.errors[E_PROTO]++;
+            close(fd);
+            return -1;
+        }
+    }
+}
+
+/* One hang-up at a time, so each upstream close is unambiguous and nothing else is in flight:
+ * the model carries a "cid-K" tag that the upstream writes back with its close time. */
+static void run_cancel(load_t *L)
+{
+    int fifo = open(L->o.close_log, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fifo < 0) {
+        fprintf(stderr, "load: cannot open %s: %s\n", L->o.close_log, strerror(errno));
+        exit(2);
+    }
+    char stale[4096];
+    while (read(fifo, stale, sizeof stale) > 0) /* lines of earlier runs */
+        ;
+    char model[256], req[4096];
+    for (int k = 0; k < L->o.cancel && now_ns() < L->end; k++) {
+        snprintf(model, sizeof model, "%s-cid-%d", L->o.model, k);
+        size_t reqlen = format_request(&L->o, model, req, sizeof req);
+        L->issued++;
+        int fd = open_until_first_event(L, req, reqlen);
+        if (fd < 0)
+            continue;
+        uint64_t t0 = now_ns();
+        close(fd);
+        uint64_t t1 = await_close(fifo, k, t0 + NS_PER_S);
+        if (!t1 || t1 < t0) {
+            L->st.cancel_unseen++;
+            continue;
+        }
+        L->st.ok++;
+        if (L->st.ncancel < L->st.cap)
+            L->st.cancel[L->st.ncancel++] = t1 - t0;
+        L->last_done = t1;
+    }
+    close(fifo);
 }
 
 int main(int argc, char **argv)
@@ -839,7 +986,9 @@ int main(int argc, char **argv)
     L.ep = epoll_create1(EPOLL_CLOEXEC);
     L.c = xcalloc((size_t)L.o.conns, sizeof *L.c);
     L.idle = xcalloc((size_t)L.o.conns, sizeof *L.idle);
-    size_t cap = L.o.hold > 0 ? (size_t)L.o.conns : (size_t)L.o.max_requests;
+    size_t cap = L.o.cancel > 0 ? (size_t)L.o.cancel
+                 : L.o.hold > 0 ? (size_t)L.o.conns
+                                : (size_t)L.o.max_requests;
     if (L.o.rate > 0 && (double)cap > L.o.rate * L.o.duration + 16)
         cap = (size_t)(L.o.rate * L.o.duration) + 16;
     if (cap > 20000000)
@@ -848,13 +997,16 @@ int main(int argc, char **argv)
     L.st.lat = xcalloc(cap, sizeof *L.st.lat);
     L.st.ttfb = xcalloc(cap, sizeof *L.st.ttfb);
     L.st.lag = xcalloc(cap, sizeof *L.st.lag);
+    L.st.cancel = xcalloc(cap, sizeof *L.st.cancel);
     for (int i = 0; i < L.o.conns; i++) {
         L.c[i].fd = -1;
         L.c[i].hbuf = xcalloc(1, HBUF_MAX);
     }
     L.start = now_ns();
     L.end = L.start + (uint64_t)(L.o.duration * 1e9);
-    if (L.o.hold > 0) {
+    if (L.o.cancel > 0) {
+        run_cancel(&L);
+    } else if (L.o.hold > 0) {
         run_hold(&L);
     } else {
         for (int i = 0; i < L.o.conns; i++)

@@ -11,7 +11,9 @@ const TARGETS = {
   rps_per_cpu_ratio: 1.5, // sluice ≥ 1.5 × nginx requests per CPU-second
   added_p99_us: 300, // non-streaming, at the fixed rate, over direct
   added_ttft_p99_us: 500,
-  idle_stream_kib: 8,
+  idle_stream_kib: 4,
+  many_streams: 10000, // concurrent slow streams, 0 errors
+  cancel_p99_us: 2000, // client disconnect -> upstream connection closed, p99
 };
 
 const median = (xs) => {
@@ -132,6 +134,52 @@ for (const r of raw.filter((r) => r.test === 'idle_memory')) {
 if (memory.sluice?.kib_per_stream != null && memory.nginx?.kib_per_stream)
   memory.sluice_vs_nginx = r2(memory.sluice.kib_per_stream / memory.nginx.kib_per_stream);
 
+// ---- 4. many concurrent slow streams ----
+const many = {};
+for (const r of raw.filter((r) => r.test === 'many_streams')) {
+  const l = r.load;
+  many[r.via] = {
+    target: r.target,
+    streams: r.streams,
+    ok: l.ok ?? 0,
+    errors: errorsOf(l),
+    error_kinds: l.error_kinds,
+    events_per_stream: l.events_per_response,
+    ttft_p50_ms: l.ttfb_us?.n ? r1(l.ttfb_us.p50 / 1e3) : null,
+    ttft_p99_ms: l.ttfb_us?.n ? r1(l.ttfb_us.p99 / 1e3) : null,
+    duration_p99_s: l.latency_us?.n ? r2(l.latency_us.p99 / 1e6) : null,
+    cpu_s: r2(r.cpu_ticks / r.clk_tck),
+    cpu_util: r.wall_s ? r2(r.cpu_ticks / r.clk_tck / r.wall_s) : null,
+    cpu_ms_per_stream: l.ok ? r2((r.cpu_ticks / r.clk_tck / l.ok) * 1e3) : null,
+    rss_before_kib: r.rss_before_kib,
+    rss_peak_kib: r.rss_peak_kib,
+    // after an earlier run the allocator reuses the memory it kept: only a rise is a measurement
+    kib_per_stream: r.streams && r.rss_peak_kib - r.rss_before_kib > 1024 ? r2((r.rss_peak_kib - r.rss_before_kib) / r.streams) : null,
+  };
+}
+
+// ---- 5. disconnect -> upstream close ----
+const cancel = {};
+for (const r of raw.filter((r) => r.test === 'cancel')) {
+  const l = r.load, d = l.cancel_us;
+  (cancel[r.condition] ||= {})[r.target] = {
+    cancels: l.cancels ?? 0,
+    timed: d?.n ?? 0,
+    unseen: l.failed ? l.cancels ?? 1 : l.cancel_unseen ?? 0,
+    errors: errorsOf(l),
+    p50: d?.n ? d.p50 : null,
+    p90: d?.n ? d.p90 : null,
+    p99: d?.n ? d.p99 : null,
+    max: d?.n ? d.max : null,
+  };
+}
+const cancelWorst = () => {
+  const xs = Object.values(cancel).map((c) => c.sluice).filter(Boolean);
+  if (!xs.length) return null;
+  if (xs.some((x) => x.unseen || x.errors || x.p99 == null)) return { value: null, bad: true };
+  return { value: Math.max(...xs.map((x) => x.p99)), bad: false };
+};
+
 // ---- verdicts ----
 const verdict = (ok) => (ok == null ? 'n/a' : ok ? 'met' : 'NOT met');
 const latCheck = (wl, name, limit) => {
@@ -147,13 +195,26 @@ const checks = [
     ok: throughput.stream?.sluice_vs_nginx == null ? null : throughput.stream.sluice_vs_nginx >= TARGETS.rps_per_cpu_ratio },
   latCheck('nonstream', `added p99 latency at ${meta.params.lat_rate} req/s, non-streaming`, TARGETS.added_p99_us),
   latCheck('stream', `added TTFT p99 at ${meta.params.lat_rate} req/s`, TARGETS.added_ttft_p99_us),
+  (() => {
+    const a = many.sluice, b = many.sluice_mock;
+    const n = Math.max(a?.ok ?? 0, b?.ok ?? 0);
+    const errs = (a?.errors ?? 0) + (b?.errors ?? 0);
+    const short = meta.params.proxied_streams < meta.params.many_streams ? ` (proxied: ${a?.streams}, capped by RLIMIT_NOFILE ${meta.params.nofile})` : '';
+    return { name: `concurrent slow streams finished whole, 0 errors${short}`, value: a || b ? `${n} (errors ${errs})` : null, target: `${TARGETS.many_streams}, 0 errors`, unit: '',
+      ok: a || b ? errs === 0 && n >= Math.min(TARGETS.many_streams, meta.params.mock_streams) : null };
+  })(),
+  (() => {
+    const w = cancelWorst();
+    return { name: 'client disconnect → upstream closed, p99 (worst condition)', value: w?.value ?? (w ? 'unseen closes' : null), target: `≤ ${TARGETS.cancel_p99_us} µs`, unit: w?.value != null ? ' µs' : '',
+      ok: w == null ? null : !w.bad && w.value <= TARGETS.cancel_p99_us };
+  })(),
   { name: 'memory per idle open stream', value: memory.sluice?.kib_per_stream, target: `≤ ${TARGETS.idle_stream_kib} KiB`, unit: ' KiB',
     ok: memory.sluice?.kib_per_stream == null ? null : memory.sluice.kib_per_stream <= TARGETS.idle_stream_kib },
 ];
 const totalErrors = { nginx: 0, sluice: 0, direct: 0 };
-for (const r of raw) if (r.load) totalErrors[r.target] += errorsOf(r.load);
+for (const r of raw) if (r.load) totalErrors[r.target] += errorsOf(r.load) + (r.load.cancel_unseen || 0);
 
-const results = { meta, targets: TARGETS, throughput, latency, memory, checks, total_errors: totalErrors };
+const results = { meta, targets: TARGETS, throughput, latency, memory, many_streams: many, cancel, checks, total_errors: totalErrors };
 fs.writeFileSync(jsonOut, JSON.stringify(results, null, 2) + '\n');
 
 // ---- RESULTS.md ----
@@ -201,6 +262,17 @@ for (const t of ['nginx', 'sluice']) {
   if (m) L.push(`| ${t} | ${m.streams_open} / ${m.streams_requested} | ${m.errors} | ${fi(m.rss_before_kib)} | ${fi(m.rss_open_kib)} | ${fi(m.rss_after_close_kib)} | ${f(m.kib_per_stream, 2)} |`);
 }
 L.push('', `sluice / nginx memory per stream: **${f(memory.sluice_vs_nginx, 2)}×** (target: ≤ ${TARGETS.idle_stream_kib} KiB per stream; nginx reference ~17 KiB). nginx RSS is master + worker.`);
+L.push('', `### 4. Many concurrent slow streams (${p.many_chunks} chunks, ${p.many_interval_ms} ms apart, all opened at once)`, '');
+L.push(`Each stream must end whole (\`data: [DONE]\`). Through the fake upstream every stream holds two gateway descriptors (client and upstream socket); through sluice's built-in \`mock\` provider one. RLIMIT_NOFILE here: ${p.nofile}${p.proxied_streams < p.many_streams ? `, so the proxied runs carry ${p.proxied_streams - 10} streams, not ${p.many_streams} (raising the hard limit needs CAP_SYS_RESOURCE)` : ''}. TTFT counts from the request's send, so it includes the open burst; CPU util is the gateway's CPU-s over the run's wall time (1.00 = its one core saturated). nginx's error log is kept in \`bench/out/nginx-error.log\`. KiB per stream is the RSS rise over the run; "—" where the process reused memory its allocator kept from an earlier run (test 3 is the clean memory figure).`, '');
+L.push('| via | streams | finished whole | errors | events/stream | TTFT p50 ms | TTFT p99 ms | CPU-s | CPU util | CPU ms/stream | RSS before KiB | RSS peak KiB | KiB per stream |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+for (const [via, m] of Object.entries(many))
+  L.push(`| ${via === 'sluice_mock' ? 'sluice → mock' : via === 'sluice' ? 'sluice → upstream' : 'nginx → upstream'} | ${fi(m.streams)} | ${fi(m.ok)} | ${m.errors} | ${f(m.events_per_stream, 1)} | ${f(m.ttft_p50_ms)} | ${f(m.ttft_p99_ms)} | ${f(m.cpu_s, 2)} | ${f(m.cpu_util, 2)} | ${f(m.cpu_ms_per_stream, 3)} | ${fi(m.rss_before_kib)} | ${fi(m.rss_peak_kib)} | ${f(m.kib_per_stream, 2)} |`);
+L.push('', `### 5. Client disconnect → upstream connection closed (${p.cancels} hang-ups per row, one at a time)`, '');
+L.push('The client closes its socket at its first SSE event; the fake upstream notes when its own connection to the gateway closes (CLOCK_MONOTONIC, both sides). *quiet*: nothing else running; *under …*: while the streams of test 4 run through that gateway. `direct` is client → upstream with no gateway: the kernel\'s and the upstream\'s own share. "unseen": the upstream connection was still open 1 s later.', '');
+L.push('| condition | target | timed | unseen | p50 µs | p90 µs | p99 µs | max µs |', '|---|---|---|---|---|---|---|---|');
+for (const [cond, byT] of Object.entries(cancel))
+  for (const [t, c] of Object.entries(byT))
+    L.push(`| ${cond.replace(/_/g, ' ').replace('under sluice mock', 'under sluice → mock')} | ${t} | ${c.timed} / ${c.cancels} | ${c.unseen} | ${f(c.p50)} | ${f(c.p90)} | ${f(c.p99)} | ${f(c.max)} |`);
 L.push('', 'Machine-readable: `bench/out/results.json` (raw load-generator output: `bench/out/raw.jsonl`).');
 L.push('<!-- END latest run -->');
 const section = L.join('\n') + '\n';

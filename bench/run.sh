@@ -4,6 +4,10 @@
 #   1. requests per gateway CPU-second, closed loop: non-streaming and 64-chunk streams
 #   2. added latency at a fixed rate (open loop): non-streaming p50/p90/p99 and stream TTFT
 #   3. gateway memory per idle open stream (N slow streams held open)
+#   4. many concurrent slow streams (10 000 by default): errors, gateway CPU and peak memory;
+#      through the fake upstream for both gateways, and through sluice's built-in mock
+#   5. client disconnect -> upstream connection closed: the distribution, on a quiet gateway
+#      and while it carries the streams of 4
 # Writes bench/out/results.json and the "Latest run" section of bench/RESULTS.md.
 # Every wait is bounded; every process started here is stopped by PID on exit.
 # Knobs (environment): see the defaults below; QUICK=1 shortens everything for a smoke test.
@@ -31,8 +35,14 @@ IDLE_STREAMS=${IDLE_STREAMS:-2000}
 IDLE_INTERVAL_MS=${IDLE_INTERVAL_MS:-10000}
 HOLD_SECS=${HOLD_SECS:-3}
 WARM_SECS=${WARM_SECS:-1}
+MANY_STREAMS=${MANY_STREAMS:-10000} # concurrent slow streams in test 4
+MANY_CHUNKS=${MANY_CHUNKS:-10}      # ... each this many chunks
+MANY_INTERVAL_MS=${MANY_INTERVAL_MS:-1000} # ... this far apart: ~10 000 chunks/s in all, a load
+                                    # a gateway carries with headroom (test 5 runs beside it)
+CANCELS=${CANCELS:-300}             # hang-ups timed in test 5, per target and condition
 if [ "${QUICK:-0}" = 1 ]; then
   TP_SECS=2 TP_ROUNDS=1 LAT_SECS=2 LAT_ROUNDS=1 IDLE_STREAMS=500 HOLD_SECS=1 QUIET_BUDGET_S=5
+  MANY_STREAMS=2000 CANCELS=100
 fi
 
 log() { printf 'bench: %s\n' "$*" >&2; }
@@ -49,11 +59,28 @@ command -v node >/dev/null || die "node is needed for the report (make deps inst
 command -v curl >/dev/null || die "curl is needed for readiness probes"
 
 # ---- resources ----
-need_fds=$((IDLE_STREAMS * 2 + 2000))
+# A proxied stream holds two descriptors in the gateway (client and upstream socket), so
+# MANY_STREAMS proxied streams need 2 x MANY_STREAMS + a margin in one process. Raising the hard
+# limit needs CAP_SYS_RESOURCE; where it cannot be raised, test 4 proxies as many streams as
+# the limit allows and says so (the mock-backed run needs one descriptor per stream).
+most=$((IDLE_STREAMS > MANY_STREAMS ? IDLE_STREAMS : MANY_STREAMS))
+need_fds=$((most * 2 + 2000))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$need_fds" ]; then
+  ulimit -Hn "$need_fds" 2>/dev/null || true # raises it where it can (root with the capability)
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need_fds" ]; then
-  ulimit -n "$need_fds" 2>/dev/null || log "warning: ulimit -n is $(ulimit -n), want $need_fds"
+  log "warning: ulimit -n is $(ulimit -n), want $need_fds"
+  need_fds=$(ulimit -n)
 fi
+PROXIED_STREAMS=$MANY_STREAMS
+if [ $((PROXIED_STREAMS * 2 + 600)) -gt "$need_fds" ]; then
+  PROXIED_STREAMS=$(((need_fds - 600) / 2))
+  log "test 4: $PROXIED_STREAMS proxied streams, not $MANY_STREAMS: RLIMIT_NOFILE is $need_fds"
+fi
+MOCK_STREAMS=$MANY_STREAMS
+[ $((MOCK_STREAMS + 600)) -le "$need_fds" ] || MOCK_STREAMS=$((need_fds - 600))
 NCPU=$(nproc)
 # The gateway gets a CPU of its own; the upstream and the load generator share what is left.
 if [ "$NCPU" -ge 4 ]; then GW_CPU=1 UP_CPU=2 LOAD_CPU=3
@@ -114,8 +141,10 @@ rss_kib() { # summed VmRSS of the given PIDs
   for p in "$@"; do v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"); t=$((t + v)); done
   echo "$t"
 }
-sys_ticks() { # "busy steal" jiffies of the whole machine (busy excludes steal)
-  awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat
+sys_ticks() { # "busy steal" jiffies of the whole machine: user+nice+system, and steal
+  # irq/softirq time is left out: loopback traffic's softirq work is charged there, not to the
+  # processes that caused it, so counting it would report this benchmark as interference
+  awk '/^cpu / {print $2 + $3 + $4, $9}' /proc/stat
 }
 children_ticks() { # CPU of every finished child of this shell (load runs, probes), in ticks
   times | awk -v hz="$CLK_TCK" 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } printf "%d\n", t * hz }'
@@ -126,7 +155,10 @@ is_exe() { # pid name: the PID really is that program (not a wrapper shell)
 alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null || return 1; done; }
 
 # ---- the fake upstream ----
-"${UP_PIN[@]}" "$OUT/upstream" >"$TMP/upstream.out" 2>"$TMP/upstream.err" &
+# Streams tagged "cid-K" that lose their client are reported in this FIFO (test 5).
+CLOSE_LOG="$TMP/close.fifo"
+mkfifo "$CLOSE_LOG"
+"${UP_PIN[@]}" "$OUT/upstream" --close-log "$CLOSE_LOG" >"$TMP/upstream.out" 2>"$TMP/upstream.err" &
 UP_PID=$!
 PIDS+=("$UP_PID")
 for _ in $(seq 50); do grep -q listening "$TMP/upstream.out" 2>/dev/null && break; sleep 0.1; done
@@ -141,10 +173,10 @@ cat >"$NGX_DIR/nginx.conf" <<EOF
 daemon off;
 master_process on;
 worker_processes 1;
-worker_rlimit_nofile $((need_fds + 1000));
+worker_rlimit_nofile $need_fds;
 error_log $NGX_DIR/logs/error.log warn;
 pid $NGX_DIR/nginx.pid;
-events { worker_connections $((need_fds + 500)); use epoll; }
+events { worker_connections $need_fds; use epoll; }
 http {
     access_log $DISK/nginx-access.log;
     client_body_temp_path $NGX_DIR/tmp/body;
@@ -188,11 +220,14 @@ SL_PORT=$("$OUT/load" --free-port)
 cat >"$TMP/sluice.yaml" <<EOF
 listen: 127.0.0.1:$SL_PORT
 workers: 1
-limits: { max_connections: $((need_fds + 500)) }
+limits: { max_connections: $need_fds }
 timeouts: { first_byte: 60s, idle: 60s, keepalive: 15s }
 providers:
   up: { type: openai, base_url: "http://127.0.0.1:$UP_PORT/v1" }
+  # test 4 without an upstream socket per stream; paced like the proxied run
+  mock: { type: mock, ttft: 0ms, tokens_per_s: $((1000 / MANY_INTERVAL_MS)), tokens: $((MANY_CHUNKS - 2)) }
 models:
+  "mock-*": [ { provider: mock } ]
   "*": [ { provider: up } ]
 EOF
 # Run from $DISK: files sluice writes to its working directory (./sluice.db, the default
@@ -331,6 +366,51 @@ for target in nginx sluice; do
   log "idle $target: rss $rss0 -> $rss1 -> $rss2 KiB, $(echo "$res" | grep -o '"streams_open":[0-9]*')"
 done
 
+# ---- 4. many concurrent slow streams, and 5. disconnect -> upstream close ----
+# Every stream must finish whole ([DONE]) with no error. While they run, CANCELS hang-ups are
+# timed one at a time (client close -> the fake upstream sees its connection close), which is
+# test 5 under load; the same probe on the idle gateway, and straight to the upstream (the
+# kernel's and the upstream's own share), gives the quiet figures.
+cancel_probe() { # target condition: one line into $RAW
+  local target=$1 cond=$2 res
+  res=$("${LOAD_PIN[@]}" "$OUT/load" --url "${URL[$target]}" --label "$target" --cancel "$CANCELS" \
+    --close-log "$CLOSE_LOG" --model slow-60000 -d 60 2>>"$TMP/load.err") ||
+    res="{\"label\":\"$target\",\"failed\":true}"
+  record "{\"test\":\"cancel\",\"target\":\"$target\",\"condition\":\"$cond\",\"load\":$res}"
+  log "cancel $cond $target: $(echo "$res" | grep -o '"cancel_unseen":[0-9]*'), $(echo "$res" | grep -o '"cancel_us":{[^}]*}' | grep -o '"p99":[0-9.]*')"
+}
+for target in direct nginx sluice; do
+  wait_quiet
+  cancel_probe "$target" quiet
+done
+many_run() { # target label streams model
+  local target=$1 label=$2 n=$3 model=$4 pids peak=0 r t0 t1 rss0 many_pid w0
+  pids=${GWPIDS[$target]}
+  wait_quiet
+  rss0=$(rss_kib $pids)
+  t0=$(cpu_ticks $pids)
+  w0=$(date +%s.%N)
+  "${LOAD_PIN[@]}" "$OUT/load" --url "${URL[$target]}" --label "$label" -c "$n" -n "$n" --stream \
+    --model "$model" --timeout 60 -d 60 >"$TMP/many.$label" 2>>"$TMP/load.err" &
+  many_pid=$!
+  PIDS+=("$many_pid")
+  # the probe starts once the burst of opens is over and every stream is flowing
+  for _ in $(seq 25); do r=$(rss_kib $pids); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.1; done
+  cancel_probe "$target" "under_${label}"
+  while kill -0 "$many_pid" 2>/dev/null; do r=$(rss_kib $pids); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.2; done
+  wait "$many_pid" || true
+  t1=$(cpu_ticks $pids)
+  res=$(cat "$TMP/many.$label")
+  [ -n "$res" ] || res="{\"label\":\"$label\",\"failed\":true}"
+  record "{\"test\":\"many_streams\",\"target\":\"$target\",\"via\":\"$label\",\"streams\":$n,\"wall_s\":$(awk -v a="$w0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'),\"chunks\":$MANY_CHUNKS,\"interval_ms\":$MANY_INTERVAL_MS,\"rss_before_kib\":$rss0,\"rss_peak_kib\":$peak,\"cpu_ticks\":$((t1 - t0)),\"clk_tck\":$CLK_TCK,\"load\":$res}"
+  alive $pids || log "warning: $target died during the many-streams test"
+  log "many $label: $n streams, $(echo "$res" | grep -o '"ok":[0-9]*,"errors":[0-9]*'), rss $rss0 -> peak $peak KiB, cpu $((t1 - t0)) ticks"
+}
+# the probe's own stream needs descriptors too: leave it room under the limit
+many_run nginx nginx $((PROXIED_STREAMS - 10)) "chunks-$MANY_CHUNKS-slow-$MANY_INTERVAL_MS"
+many_run sluice sluice $((PROXIED_STREAMS - 10)) "chunks-$MANY_CHUNKS-slow-$MANY_INTERVAL_MS"
+many_run sluice sluice_mock "$MOCK_STREAMS" mock-many
+
 read -r busy1 steal1 < <(sys_ticks)
 ours1=$(($(cpu_ticks "$UP_PID" "$NGX_PID" "$NGX_WORKER" "$SL_PID") + $(children_ticks)))
 wall1=$(date +%s.%N)
@@ -341,11 +421,13 @@ INTERFERENCE=$(awk -v f="$foreign" -v s="$((steal1 - steal0))" -v hz="$CLK_TCK" 
 log "interference: $INTERFERENCE"
 
 # ---- report ----
+cp "$NGX_DIR/logs/error.log" "$OUT/nginx-error.log" 2>/dev/null || true # explains nginx's errors
 alive "$SL_PID" || log "warning: sluice is not running at the end of the benchmark"
-META=$(printf '{"interference":%s,"date":"%s","nproc":%s,"cpu":"%s","kernel":"%s","nginx":"%s","sluice_commit":"%s","pinning":{"gateway":%s,"upstream":%s,"load":%s},"params":{"tp_rounds":%s,"tp_secs":%s,"tp_conns":%s,"stream_chunks":%s,"lat_rate":%s,"lat_secs":%s,"lat_rounds":%s,"clean_lag_us":%s,"lat_conns":%s,"idle_streams":%s,"idle_interval_ms":%s}}' \
+META=$(printf '{"interference":%s,"date":"%s","nproc":%s,"cpu":"%s","kernel":"%s","nginx":"%s","sluice_commit":"%s","pinning":{"gateway":%s,"upstream":%s,"load":%s},"params":{"tp_rounds":%s,"tp_secs":%s,"tp_conns":%s,"stream_chunks":%s,"lat_rate":%s,"lat_secs":%s,"lat_rounds":%s,"clean_lag_us":%s,"lat_conns":%s,"idle_streams":%s,"idle_interval_ms":%s,"many_streams":%s,"proxied_streams":%s,"mock_streams":%s,"many_chunks":%s,"many_interval_ms":%s,"cancels":%s,"nofile":%s}}' \
   "$INTERFERENCE" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$NCPU" \
   "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //; s/"//g')" "$(uname -r)" \
   "$("$NGINX" -v 2>&1 | sed 's/.*\///')" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet -- src 2>/dev/null || echo +dirty)" \
   "$GW_CPU" "$UP_CPU" "$LOAD_CPU" "$TP_ROUNDS" "$TP_SECS" "$TP_CONNS" "$STREAM_CHUNKS" "$LAT_RATE" "$LAT_SECS" \
-  "$LAT_ROUNDS" "$CLEAN_LAG_US" "$LAT_CONNS" "$IDLE_STREAMS" "$IDLE_INTERVAL_MS")
+  "$LAT_ROUNDS" "$CLEAN_LAG_US" "$LAT_CONNS" "$IDLE_STREAMS" "$IDLE_INTERVAL_MS" \
+  "$MANY_STREAMS" "$PROXIED_STREAMS" "$MOCK_STREAMS" "$MANY_CHUNKS" "$MANY_INTERVAL_MS" "$CANCELS" "$(ulimit -n)")
 node bench/report.mjs "$RAW" "$META" "$OUT/results.json" bench/RESULTS.md

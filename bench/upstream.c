@@ -8,7 +8,10 @@
  *   X-Bench-First: MS   / model contains "first-MS"  delay before the first chunk
  *   X-Bench-Interval: MS/ model contains "slow-MS"   delay between chunks
  * then a usage chunk (choices: []) and "data: [DONE]". Defaults: 64 chunks, no delays.
- * GET /stats answers {"connections":accepted,"requests":served} for the whole process. */
+ * GET /stats answers {"connections":accepted,"requests":served} for the whole process.
+ * With --close-log FIFO, a paced stream whose model carries "cid-K" writes "K NS\n" there
+ * (NS: CLOCK_MONOTONIC) the moment its client goes away: the load tool's --cancel mode times a
+ * gateway's disconnect-to-cancel from it. */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +39,7 @@ typedef struct conn {
     bool close_after;   /* client asked for Connection: close */
     bool streaming;     /* a paced stream is in progress: requests wait */
     int next_chunk, nchunks;
+    long cid; /* "cid-K" in the model: K, reported on a mid-stream close; -1 if none */
     uint64_t interval_ns;
     char model[64];
 } conn_t;
@@ -47,6 +51,7 @@ typedef struct loop {
 } loop_t;
 
 static volatile sig_atomic_t stopping;
+static int close_log = -1; /* --close-log: O_RDWR|O_NONBLOCK, so it never blocks or fails */
 /* Process-wide counters for GET /stats: tells whether a gateway reuses upstream connections. */
 static uint64_t n_accepted, n_requests;
 
@@ -81,6 +86,11 @@ static void out_printf(conn_t *c, const char *fmt, ...)
 
 static void conn_free(loop_t *L, conn_t *c)
 {
+    if (c->streaming && c->cid >= 0 && close_log >= 0) { /* the client left mid-stream */
+        char line[64];
+        int n = snprintf(line, sizeof line, "%ld %llu\n", c->cid, (unsigned long long)now_ns());
+        (void)!write(close_log, line, (size_t)n); /* a full FIFO loses the line: seen as unseen */
+    }
     heap_remove(&L->timers, &c->timer);
     (void)epoll_ctl(L->ep, EPOLL_CTL_DEL, c->fd, NULL); /* close() would drop it anyway */
     close(c->fd);
@@ -261,6 +271,7 @@ static void start_stream(loop_t *L, conn_t *c, const char *h, size_t hl)
         first = num_after(c->model, ml, "first-");
     if (interval < 0)
         interval = num_after(c->model, ml, "slow-");
+    c->cid = num_after(c->model, ml, "cid-");
     c->nchunks = chunks < 2 ? (chunks < 0 ? DEFAULT_CHUNKS : 2)
                             : (chunks > MAX_CHUNKS ? MAX_CHUNKS : (int)chunks);
     c->interval_ns =
@@ -529,8 +540,15 @@ int main(int argc, char **argv)
             nthreads = (int)parse_num("--threads", argv[++i]);
         else if (!strcmp(argv[i], "--host") && i + 1 < argc)
             host = argv[++i];
-        else {
-            fprintf(stderr, "usage: upstream [--host 127.0.0.1] [--port 0] [--threads 1]\n");
+        else if (!strcmp(argv[i], "--close-log") && i + 1 < argc) {
+            close_log = open(argv[++i], O_RDWR | O_NONBLOCK | O_CLOEXEC);
+            if (close_log < 0) {
+                fprintf(stderr, "upstream: cannot open %s: %s\n", argv[i], strerror(errno));
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: upstream [--host 127.0.0.1] [--port 0] [--threads 1] "
+                            "[--close-log FIFO]\n");
             return 2;
         }
     }

@@ -15,6 +15,8 @@ void sl_sse_parser_init(sl_sse_parser_t *p, size_t max_event)
     sl_buf_init(&p->id);
     p->after_cr = false;
     p->have_data = false;
+    p->pend = NULL;
+    p->pend_len = 0;
     p->max_event = max_event ? max_event : SIZE_MAX;
 }
 
@@ -28,34 +30,67 @@ void sl_sse_parser_dispose(sl_sse_parser_t *p)
 
 /* A blank line: hand the event over, then forget its data and type. The id is the WHATWG
  * "last event ID": it stays until an id: field replaces it. */
+/* The bytes of the event's data gathered so far, wherever they are. */
+static size_t data_bytes(const sl_sse_parser_t *p)
+{
+    return p->data.len + (p->pend ? p->pend_len + 1 : 0);
+}
+
+/* Moves a data line held by reference into the parser's own storage. */
+static void own_pending(sl_sse_parser_t *p)
+{
+    if (!p->pend)
+        return;
+    sl_buf_append(&p->data, p->pend, p->pend_len);
+    sl_buf_putc(&p->data, '\n');
+    p->pend = NULL;
+    p->pend_len = 0;
+}
+
 static int dispatch(sl_sse_parser_t *p, sl_sse_event_cb cb, void *ud)
 {
     int rc = 0;
     if (p->have_data) {
-        /* The data buffer ends in the \n of its last line; the spec drops it. */
-        p->data.data[--p->data.len] = '\0';
+        const char *data = p->pend;
+        size_t data_len = p->pend_len;
+        if (!data) { /* the data buffer ends in the \n of its last line; the spec drops it */
+            p->data.data[--p->data.len] = '\0';
+            data = p->data.data;
+            data_len = p->data.len;
+        }
         sl_sse_event_t ev = {
             .event = p->event.len ? p->event.data : "",
             .event_len = p->event.len,
-            .data = p->data.data,
-            .data_len = p->data.len,
+            .data = data,
+            .data_len = data_len,
             .id = p->id.len ? p->id.data : "",
             .id_len = p->id.len,
         };
         rc = cb(ud, &ev);
     }
     p->have_data = false;
+    p->pend = NULL;
+    p->pend_len = 0;
     sl_buf_reset(&p->data);
     sl_buf_reset(&p->event);
     sl_buf_shrink(&p->data, KEEP_BYTES);
     return rc;
 }
 
-static void set_field(sl_sse_parser_t *p, const char *name, size_t nlen, const char *v, size_t vlen)
+/* `stable`: v lies in the bytes being fed (not in the carried line), so it may be held by
+ * reference until feed returns. */
+static void set_field(sl_sse_parser_t *p, const char *name, size_t nlen, const char *v, size_t vlen,
+                      bool stable)
 {
     if (nlen == 4 && memcmp(name, "data", 4) == 0) {
-        sl_buf_append(&p->data, v, vlen);
-        sl_buf_putc(&p->data, '\n');
+        if (stable && !p->have_data) {
+            p->pend = v;
+            p->pend_len = vlen;
+        } else {
+            own_pending(p);
+            sl_buf_append(&p->data, v, vlen);
+            sl_buf_putc(&p->data, '\n');
+        }
         p->have_data = true;
     } else if (nlen == 5 && memcmp(name, "event", 5) == 0) {
         sl_buf_reset(&p->event);
@@ -70,7 +105,8 @@ static void set_field(sl_sse_parser_t *p, const char *name, size_t nlen, const c
 }
 
 /* One complete line without its terminator. */
-static int on_line(sl_sse_parser_t *p, const char *s, size_t n, sl_sse_event_cb cb, void *ud)
+static int on_line(sl_sse_parser_t *p, const char *s, size_t n, bool stable, sl_sse_event_cb cb,
+                   void *ud)
 {
     if (n == 0)
         return dispatch(p, cb, ud);
@@ -78,14 +114,14 @@ static int on_line(sl_sse_parser_t *p, const char *s, size_t n, sl_sse_event_cb 
         return 0; /* comment, e.g. ": keepalive" */
     const char *colon = memchr(s, ':', n);
     if (!colon) {
-        set_field(p, s, n, "", 0);
+        set_field(p, s, n, "", 0, true);
         return 0;
     }
     size_t nlen = (size_t)(colon - s);
     size_t off = nlen + 1;
     if (off < n && s[off] == ' ')
         off++;
-    set_field(p, s, nlen, s + off, n - off);
+    set_field(p, s, nlen, s + off, n - off, stable);
     return 0;
 }
 
@@ -116,13 +152,24 @@ static size_t find_eol(struct eol *e, const char *buf, size_t len, size_t i)
  * the outcome does not depend on how the stream was split into reads. */
 static int carry(sl_sse_parser_t *p, const char *s, size_t n)
 {
-    if (p->line.len + n + p->data.len > p->max_event)
+    if (p->line.len + n + data_bytes(p) > p->max_event)
         return SL_ETOOBIG;
     sl_buf_append(&p->line, s, n);
     return 0;
 }
 
+static int parse_lines(sl_sse_parser_t *p, const char *buf, size_t len, sl_sse_event_cb cb,
+                       void *ud);
+
 int sl_sse_parser_feed(sl_sse_parser_t *p, const char *buf, size_t len, sl_sse_event_cb cb,
+                       void *ud)
+{
+    int rc = parse_lines(p, buf, len, cb, ud);
+    own_pending(p); /* buf is the caller's again once this returns */
+    return rc;
+}
+
+static int parse_lines(sl_sse_parser_t *p, const char *buf, size_t len, sl_sse_event_cb cb,
                        void *ud)
 {
     size_t i = 0;
@@ -145,7 +192,7 @@ int sl_sse_parser_feed(sl_sse_parser_t *p, const char *buf, size_t len, sl_sse_e
             s = p->line.data;
             n = p->line.len;
         }
-        if (n + p->data.len > p->max_event)
+        if (n + data_bytes(p) > p->max_event)
             return SL_ETOOBIG;
         i = end + 1;
         if (buf[end] == '\r') {
@@ -154,7 +201,7 @@ int sl_sse_parser_feed(sl_sse_parser_t *p, const char *buf, size_t len, sl_sse_e
             else if (buf[i] == '\n')
                 i++;
         }
-        int rc = on_line(p, s, n, cb, ud);
+        int rc = on_line(p, s, n, !carried, cb, ud);
         if (carried) {
             sl_buf_reset(&p->line);
             sl_buf_shrink(&p->line, KEEP_BYTES);

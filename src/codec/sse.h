@@ -13,7 +13,7 @@
 typedef struct sl_sse_event {
     const char *event; /* "" when the stream gave no event: field */
     size_t event_len;
-    const char *data; /* the joined data lines, without the final \n; NUL-terminated */
+    const char *data; /* the joined data lines, without the final \n (not NUL-terminated) */
     size_t data_len;
     const char *id; /* "" when none */
     size_t id_len;
@@ -24,8 +24,13 @@ typedef struct sl_sse_event {
 typedef int (*sl_sse_event_cb)(void *ud, const sl_sse_event_t *ev);
 
 typedef struct sl_sse_parser {
-    sl_buf_t line;  /* owned; the unfinished line carried over from an earlier read */
-    sl_buf_t data;  /* owned; data lines of the event being built, each ending in \n */
+    sl_buf_t line; /* owned; the unfinished line carried over from an earlier read */
+    sl_buf_t data; /* owned; data lines of the event being built, each ending in \n */
+    /* An event's only data line so far, where it lies in the bytes being fed: most events are
+     * one line inside one read, and are handed over without a copy. Copied into data before
+     * feed returns, or when a second line comes. */
+    const char *pend;
+    size_t pend_len;
     sl_buf_t event; /* owned */
     sl_buf_t id;    /* owned */
     bool after_cr;  /* last byte seen was \r: a following \n belongs to the same line end */

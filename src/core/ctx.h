@@ -46,6 +46,9 @@ typedef struct sl_ctx {
     struct sl_redis *redis;        /* shared limits (store.redis), NULL when local */
     struct sl_keyset *keys;        /* ref on the key snapshot last handed out (policy/auth) */
     sl_buf_t access_log;           /* this turn's access-log lines, written once per turn */
+    /* What a relay formats (an event, an error) before it is queued on its connection: one per
+     * worker rather than one per stream, since nothing holds it across a turn (relay_output.c) */
+    sl_buf_t scratch;
 
     /* The process's, shared by every worker (borrowed: the process outlives its workers). */
     struct sl_store *store_thread; /* the key snapshot comes from it; NULL without a store */

@@ -26,7 +26,7 @@ typedef struct oai_state {
     sl_buf_t tools;   /* non-streaming: tool_calls JSON array body of choice 0 */
     int tool_index;   /* the tool call being assembled, -1 none */
     sl_buf_t tool_args;
-    char tool_id[128], tool_name[128];
+    sl_buf_t tool_id, tool_name; /* non-streaming: empty, and so free, for streams */
     char finish[24];
     sl_usage_t usage;
     bool have_usage;
@@ -249,9 +249,9 @@ static void close_tool(oai_state_t *st)
     sl_buf_t *t = &st->tools;
     sl_buf_puts(t, t->len ? "," : "");
     sl_buf_puts(t, "{\"id\":\"");
-    sl_buf_json_escape(t, st->tool_id, strlen(st->tool_id));
+    sl_buf_json_escape(t, st->tool_id.data ? st->tool_id.data : "", st->tool_id.len);
     sl_buf_puts(t, "\",\"type\":\"function\",\"function\":{\"name\":\"");
-    sl_buf_json_escape(t, st->tool_name, strlen(st->tool_name));
+    sl_buf_json_escape(t, st->tool_name.data ? st->tool_name.data : "", st->tool_name.len);
     sl_buf_puts(t, "\",\"arguments\":\"");
     sl_buf_json_escape(t, st->tool_args.data ? st->tool_args.data : "", st->tool_args.len);
     sl_buf_puts(t, "\"}}");
@@ -269,12 +269,17 @@ static void collect(oai_state_t *st, const sl_event_t *ev)
         if (ev->tool.index != st->tool_index) {
             close_tool(st);
             st->tool_index = ev->tool.index;
-            st->tool_id[0] = st->tool_name[0] = '\0';
+            sl_buf_reset(&st->tool_id);
+            sl_buf_reset(&st->tool_name);
         }
-        if (ev->tool.id)
-            snprintf(st->tool_id, sizeof st->tool_id, "%s", ev->tool.id);
-        if (ev->tool.name)
-            snprintf(st->tool_name, sizeof st->tool_name, "%s", ev->tool.name);
+        if (ev->tool.id) {
+            sl_buf_reset(&st->tool_id);
+            sl_buf_puts(&st->tool_id, ev->tool.id);
+        }
+        if (ev->tool.name) {
+            sl_buf_reset(&st->tool_name);
+            sl_buf_puts(&st->tool_name, ev->tool.name);
+        }
         if (ev->tool.args)
             sl_buf_append(&st->tool_args, ev->tool.args, ev->tool.args_len);
     }
@@ -355,6 +360,8 @@ static void dispose(void *state)
     sl_buf_dispose(&st->content);
     sl_buf_dispose(&st->tools);
     sl_buf_dispose(&st->tool_args);
+    sl_buf_dispose(&st->tool_id);
+    sl_buf_dispose(&st->tool_name);
 }
 
 static const sl_dialect_enc_t enc = {

@@ -23,7 +23,6 @@ void relay_free(void *owner)
     sl_free(r->enc_state);
     sl_chat_req_dispose(&r->req);
     sl_free(r->model);
-    sl_buf_dispose(&r->scratch);
     sl_buf_dispose(&r->text);
     sl_config_unref(r->cfg);
     sl_free(r);

@@ -58,7 +58,6 @@ struct sl_relay {
     const sl_provider_cfg_t *pcfg;
     const sl_target_cfg_t *target;
     uv_timer_t keepalive;
-    sl_buf_t scratch;
     sl_relay_state_t state; /* written by relay_set_state only */
 
     /* Fallback (DESIGN §5): targets tried in order while nothing reached the client. */
@@ -93,7 +92,7 @@ struct sl_relay {
     double t_start, t_first; /* sl_now_ms(): precise, for ttft */
     double t_last_write;     /* uv_now(): cheap, for the keepalive period */
     double t_last_token;     /* uv_now() of the last content event, for inter-token gaps */
-    double gaps[32];         /* inter-token gaps not yet handed to the metrics shard */
+    double gaps[8];          /* inter-token gaps not yet handed to the metrics (one lock per 8) */
     size_t ngaps;
     sl_usage_t usage;
     bool have_usage;

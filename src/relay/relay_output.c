@@ -180,6 +180,10 @@ void sl_relay_end(sl_relay_t *r, bool close)
 
 sl_buf_t *sl_relay_scratch(sl_relay_t *r)
 {
-    sl_buf_reset(&r->scratch);
-    return &r->scratch;
+    /* The worker's: what is formatted in it is copied onto the connection before the caller
+     * returns to the loop, so streams need not keep one each. */
+    sl_buf_t *b = &r->x->scratch;
+    sl_buf_reset(b);
+    sl_buf_shrink(b, 1 << 16); /* one huge answer does not pin its memory */
+    return b;
 }

@@ -20,6 +20,10 @@
 #include "store/store.h"
 #include "upstream/upstream.h"
 
+/* Accept queue of a client listener: room for a burst of thousands of connects (a fleet of
+ * clients reconnecting at once) without SYN drops; the kernel caps it at net.core.somaxconn. */
+#define LISTEN_BACKLOG 4096
+
 int sl_worker_listen_fd(const char *host, int port, int *fd_out, int *bound_port)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -38,7 +42,7 @@ int sl_worker_listen_fd(const char *host, int port, int *fd_out, int *bound_port
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
         sl_log(SL_LOG_ERROR, "listen %s:%d: %s", host, port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -269,6 +273,7 @@ static void run(void *arg)
     uv_run(&w->x.loop, UV_RUN_DEFAULT);
     flush_log(w);
     sl_buf_dispose(&w->x.access_log);
+    sl_buf_dispose(&w->x.scratch);
 }
 
 void sl_worker_set_ops(sl_worker_t *w, int fd, sl_router_t *router)
@@ -317,7 +322,7 @@ int sl_worker_start(sl_worker_t *w, int id, int fd, sl_config_t *cfg, sl_router_
     w->listener.data = w;
     int rc = uv_tcp_open(&w->listener, fd);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+        rc = uv_listen((uv_stream_t *)&w->listener, LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
         sl_log(SL_LOG_ERROR, "worker %d: listen: %s", id, uv_strerror(rc));
         return SL_EINTERNAL;

@@ -26,6 +26,10 @@ json_t *sl_chat_req_json(sl_chat_req_t *r)
 {
     if (!r->body && r->json_text) {
         r->body = json_loadb(r->json_text, r->json_len, 0, NULL);
+        if (r->raw == r->json_text) { /* the raw bytes were the text: they go with it */
+            r->raw = NULL;
+            r->raw_len = 0;
+        }
         sl_free(r->json_text);
         r->json_text = NULL;
     }
@@ -46,6 +50,10 @@ void sl_chat_req_drop_json(sl_chat_req_t *r)
 {
     json_decref(r->body);
     r->body = NULL;
+    if (r->raw == r->json_text) {
+        r->raw = NULL;
+        r->raw_len = 0;
+    }
     sl_free(r->json_text);
     r->json_text = NULL;
 }

@@ -95,12 +95,10 @@ static bool decode(sl_conn_t *c, const sl_http_req_t *hr, sl_chat_req_t *out)
             sl_chat_req_dispose(out);
             return false;
         }
-        out->json_text = sl_malloc(hr->body.len + 1);
-        memcpy(out->json_text, text, hr->body.len);
-        out->json_text[hr->body.len] = '\0';
-        out->json_len = hr->body.len;
-        out->raw = hr->body.data;
-        out->raw_len = hr->body.len;
+        /* the exchange keeps the body (for retries and fallback), not a copy of it */
+        out->json_text = sl_conn_take_body(c, &out->json_len);
+        out->raw = out->json_text;
+        out->raw_len = out->json_len;
         return true;
     }
     /* Not valid: jansson says why, in the words OpenAI clients are used to. */

@@ -478,6 +478,21 @@ const sl_http_req_t *sl_conn_request(const sl_conn_t *c)
     return &c->req;
 }
 
+char *sl_conn_take_body(sl_conn_t *c, size_t *len)
+{
+    sl_buf_t *b = &c->req.body;
+    *len = b->len;
+    char *p = b->data;
+    if (!p) {
+        p = sl_malloc(1);
+        p[0] = '\0';
+    } else if (b->cap - b->len > 64) {
+        p = sl_realloc(p, b->len + 1); /* the buffer grew by doubling: give the slack back */
+    }
+    sl_buf_init(b);
+    return p;
+}
+
 sl_buf_t *sl_conn_log_extra(sl_conn_t *c)
 {
     return &c->log_extra;

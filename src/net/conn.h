@@ -94,6 +94,10 @@ size_t sl_conn_queued(const sl_conn_t *c);
 void sl_conn_close(sl_conn_t *c);
 /* The request being answered (borrowed: valid until it ends). */
 const sl_http_req_t *sl_conn_request(const sl_conn_t *c);
+/* The current request's body, handed over: NUL-terminated, *len bytes, the caller's to sl_free;
+ * the connection keeps none of it (an exchange holding the body for retries would otherwise
+ * hold it twice for as long as it streams). */
+char *sl_conn_take_body(sl_conn_t *c, size_t *len);
 /* The current request's access-log line: a handler appends ",\"field\":value" pairs. */
 sl_buf_t *sl_conn_log_extra(sl_conn_t *c);
 /* Response-head lines ("Name: v\r\n") added to the current response (before its head). */

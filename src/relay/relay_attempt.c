@@ -343,7 +343,7 @@ void relay_attempt(sl_relay_t *r)
             relay_set_state(r, SL_RELAY_ATTEMPTING, r->pcfg->name);
         r->t_attempt = sl_now_ms();
         int rc = r->prov->start(&call, &r->pstate);
-        r->req.raw = NULL; /* borrowed from the connection's request: the first start only */
+        r->req.raw = NULL; /* valid for the first start only (it may be the connection's bytes) */
         r->req.raw_len = 0;
         if (rc == 0)
             return;

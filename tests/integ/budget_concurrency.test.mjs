@@ -106,7 +106,7 @@ describe('two instances sharing Redis', { timeout: 60_000 }, () => {
     const db = path.join(dir, 'shared.db'); // one database: the records both instances read
     const a = await start({ db, redisUrl: redis.url, workers: 1 });
     const b = await start({ db, redisUrl: redis.url, workers: 1 });
-    await pollUntil(() => Promise.resolve(a.stderr() + b.stderr()), { until: (t) => (t.match(/redis .*connected/g) ?? []).length >= 2, timeoutMs: 5000, what: 'both connected to Redis' });
+    await pollUntil(() => Promise.resolve(a.stderr() + '\n' + b.stderr()), { until: (t) => (t.match(/redis [^\n]*?: connected/g) ?? []).length >= 2, timeoutMs: 5000, what: 'both connected to Redis' });
     const r = await burst([a, b], KEYS.two);
     t.diagnostic(`two instances: ${r.ok} served, ${r.refused} refused, ${r.spent} tokens spent in parallel`);
     assert.ok(r.ok >= 1 && r.refused >= 1, `${r.ok} served, ${r.refused} refused`);

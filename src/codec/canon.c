@@ -12,6 +12,7 @@ void sl_chat_req_dispose(sl_chat_req_t *r)
     sl_free(r->model_own);
     sl_free(r->meta.user_id);
     sl_free(r->meta.key_name);
+    sl_free(r->meta.key.models);
     sl_free(r->meta.session_id);
     sl_free(r->meta.session_owner);
     sl_free(r->meta.user_message);

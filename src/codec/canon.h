@@ -15,7 +15,7 @@ typedef struct sl_key_policy {
     int64_t rpm, tpm;      /* 0 = rate_limits.per_key */
     int64_t budget_tokens; /* 0 = none */
     int64_t budget_spent;  /* as last known */
-    char models[256];      /* comma-separated globs, "" = every model */
+    char *models;          /* owned: comma-separated globs; NULL = every model (no cost) */
 } sl_key_policy_t;
 
 /* Who asks and in which conversation: policy and the store read these; providers ignore them. */

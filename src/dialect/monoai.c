@@ -608,6 +608,7 @@ static void ws_message(sl_conn_t *c, void *ud, const char *msg, size_t len)
     } else {
         sl_identity_t who = {.key_name = ws->key_name ? sl_strdup(ws->key_name) : NULL,
                              .key = ws->key};
+        who.key.models = sl_key_models_dup(ws->key.models); /* the session keeps its own */
         check_user(c, &p, &who, &enc_ws);
         sl_identity_dispose(&who);
     }
@@ -619,6 +620,7 @@ static void ws_closed(void *ud)
     ws_session_t *ws = ud;
     sl_free(ws->agent);
     sl_free(ws->key_name);
+    sl_free(ws->key.models);
     sl_free(ws);
 }
 
@@ -633,6 +635,7 @@ static void upgrade(sl_conn_t *c, const sl_http_req_t *hr, const sl_route_match_
     ws->key_name = who.key_name;
     ws->key = who.key;
     who.key_name = NULL;
+    who.key.models = NULL; /* moved into the session */
     sl_identity_dispose(&who);
     if (agent)
         ws->agent = sl_strndup(m->param, m->param_len);

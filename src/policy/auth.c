@@ -30,7 +30,14 @@ void sl_identity_dispose(sl_identity_t *id)
 {
     sl_free(id->key_name);
     sl_free(id->user);
+    sl_free(id->key.models);
     id->key_name = id->user = NULL;
+    id->key.models = NULL;
+}
+
+char *sl_key_models_dup(const char *models)
+{
+    return models && *models ? sl_strdup(models) : NULL;
 }
 
 void sl_identity_to_meta(sl_identity_t *id, sl_chat_meta_t *meta)
@@ -41,8 +48,10 @@ void sl_identity_to_meta(sl_identity_t *id, sl_chat_meta_t *meta)
         sl_free(meta->user_id);
         meta->user_id = id->user;
     }
+    sl_free(meta->key.models);
     meta->key = id->key;
     id->key_name = id->user = NULL;
+    id->key.models = NULL;
 }
 
 static const char *bearer(const sl_http_req_t *req)
@@ -84,7 +93,7 @@ static void from_config(const sl_key_cfg_t *k, const struct sl_keyset *ks, sl_id
     id->key.tpm = k->tpm;
     id->key.budget_tokens = k->budget_tokens;
     id->key.budget_spent = ks && k->budget_tokens ? sl_keyset_spent(ks, k->name) : 0;
-    snprintf(id->key.models, sizeof id->key.models, "%s", k->models ? k->models : "");
+    id->key.models = sl_key_models_dup(k->models);
 }
 
 static int from_issued(const sl_key_rec_t *k, sl_identity_t *id, const char **why)
@@ -104,7 +113,7 @@ static int from_issued(const sl_key_rec_t *k, sl_identity_t *id, const char **wh
     id->key.tpm = k->tpm;
     id->key.budget_tokens = k->budget_tokens;
     id->key.budget_spent = k->spent_tokens;
-    snprintf(id->key.models, sizeof id->key.models, "%s", k->models);
+    id->key.models = sl_key_models_dup(k->models);
     return 0;
 }
 

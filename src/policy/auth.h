@@ -39,6 +39,8 @@ bool sl_auth_is_admin(const sl_config_t *cfg, const sl_http_req_t *req);
 /* Does the request carry a Bearer token at all? */
 bool sl_auth_has_bearer(const sl_http_req_t *req);
 void sl_identity_dispose(sl_identity_t *id);
+/* A key's model list as a policy holds it: a copy, or NULL for "every model" (empty or NULL). */
+char *sl_key_models_dup(const char *models);
 /* Moves the identity's key name, user and limits into a request's meta (id is left empty). */
 void sl_identity_to_meta(sl_identity_t *id, sl_chat_meta_t *meta);
 

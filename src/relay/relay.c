@@ -142,7 +142,7 @@ static void on_redis_decision(void *ud, int err, const sl_limit_result_t *res)
 static void admit(sl_relay_t *r)
 {
     const sl_chat_meta_t *m = &r->req.meta;
-    if (m->key.present && m->key.models[0] && !sl_key_models_allow(m->key.models, r->req.model)) {
+    if (m->key.present && m->key.models && !sl_key_models_allow(m->key.models, r->req.model)) {
         sl_buf_t *msg = sl_relay_scratch(r);
         sl_buf_printf(msg, "This API key may not use the model '%.200s'.", r->req.model);
         char *text = sl_strdup(msg->data);

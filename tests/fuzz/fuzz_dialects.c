@@ -75,6 +75,7 @@ static struct {
     const sl_ws_hooks_t *ws_hooks;
     void *ws_ud;
     const sl_http_req_t *req; /* the request being handled */
+    bool taken;               /* sl_conn_take_body was called; taken_copy holds what it gave */
     int dialect_hint;         /* the OpenAI dialect's exchange: compare scan and tree */
 } rec;
 
@@ -191,6 +192,21 @@ const sl_http_req_t *sl_conn_request(const sl_conn_t *c)
 {
     return &c->req;
 }
+
+static sl_buf_t taken_copy; /* reused across inputs: reachable, not a leak */
+
+/* As net/conn.c: the body moves out, the connection keeps none. */
+char *sl_conn_take_body(sl_conn_t *c, size_t *len)
+{
+    FUZZ_CHECK(!rec.taken); /* once per request */
+    rec.taken = true;
+    sl_buf_reset(&taken_copy);
+    sl_buf_append(&taken_copy, c->req.body.data ? c->req.body.data : "", c->req.body.len);
+    *len = c->req.body.len;
+    char *p = c->req.body.data ? c->req.body.data : sl_strdup("");
+    sl_buf_init(&c->req.body);
+    return p;
+}
 sl_buf_t *sl_conn_head_extra(sl_conn_t *c)
 {
     return &c->head_extra;
@@ -219,6 +235,15 @@ struct sl_keyset *sl_store_keys(sl_store_t *s)
 
 static void check_openai_request(sl_chat_req_t *r)
 {
+    /* The raw bytes: the body the connection handed over (its text), or still the connection's
+     * (the jansson path); either way exactly what the client sent. */
+    const char *raw = r->raw;
+    bool raw_is_text = raw && raw == r->json_text;
+    if (raw_is_text)
+        FUZZ_CHECK(rec.taken && rec.req->body.len == 0 && r->raw_len == taken_copy.len &&
+                   !memcmp(raw, taken_copy.data, r->raw_len));
+    else if (raw)
+        FUZZ_CHECK(raw == rec.req->body.data && r->raw_len == rec.req->body.len);
     /* What the scanner read, before the tree exists. */
     int64_t scanned_max = sl_chat_req_max_tokens(r);
     size_t scanned_prompt = r->prompt_bytes;
@@ -235,8 +260,7 @@ static void check_openai_request(sl_chat_req_t *r)
     json_t *user = json_object_get(body, "user");
     if (r->meta.user_id && json_is_string(user) && json_string_length(user) < 256)
         FUZZ_CHECK(!strcmp(r->meta.user_id, json_string_value(user)));
-    if (r->raw)
-        FUZZ_CHECK(r->raw == rec.req->body.data && r->raw_len == rec.req->body.len);
+    FUZZ_CHECK(!raw_is_text || !r->raw); /* parsing freed the text: the raw bytes went with it */
 }
 
 void sl_relay_start(sl_conn_t *c, sl_chat_req_t *req, const sl_dialect_enc_t *enc)

@@ -14,7 +14,13 @@
 
 typedef struct {
     const char *p, *end;
+    /* sl_json_valid_get: the root object's members to note on the way (NULL: none) */
+    const char *const *keys;
+    sl_jval_t *vals;
+    size_t nkeys;
 } cur_t;
+
+static void note_member(cur_t *c, const char *key, size_t klen, const char *v, const char *vend);
 
 /* Byte classes, so the loops over long runs test one table entry per byte. PLAIN: a string
  * byte needing no attention (printable ASCII but " and \). STOP: what a skip over validated
@@ -242,17 +248,23 @@ static bool scan_container(cur_t *c, int depth, char close)
         return true;
     }
     for (;;) {
+        const char *key = NULL, *key_end = NULL, *val = c->p;
         if (close == '}') {
+            key = c->p;
             if (c->p >= c->end || *c->p != '"' || !scan_string(c))
                 return false;
+            key_end = c->p;
             skip_ws(c);
             if (c->p >= c->end || *c->p != ':')
                 return false;
             c->p++;
             skip_ws(c);
+            val = c->p;
         }
         if (!scan_value(c, depth))
             return false;
+        if (key && depth == 1 && c->keys)
+            note_member(c, key, (size_t)(key_end - key), val, c->p);
         skip_ws(c);
         if (c->p >= c->end)
             return false;
@@ -282,9 +294,9 @@ static bool scan_value(cur_t *c, int depth)
     }
 }
 
-bool sl_json_valid(const char *p, size_t n)
+static bool valid(cur_t *cur)
 {
-    cur_t c = {p, p + n};
+    cur_t c = *cur;
     skip_ws(&c);
     if (c.p >= c.end || (*c.p != '{' && *c.p != '['))
         return false; /* jansson wants an object or array without JSON_DECODE_ANY */
@@ -292,6 +304,25 @@ bool sl_json_valid(const char *p, size_t n)
         return false;
     skip_ws(&c);
     return c.p == c.end;
+}
+
+bool sl_json_valid(const char *p, size_t n)
+{
+    cur_t c = {p, p + n, NULL, NULL, 0};
+    return valid(&c);
+}
+
+bool sl_json_valid_get(const char *p, size_t n, const char *const *keys, sl_jval_t *vals,
+                       size_t nkeys)
+{
+    for (size_t i = 0; i < nkeys; i++)
+        vals[i] = (sl_jval_t){0};
+    cur_t c = {p, p + n, keys, vals, nkeys};
+    if (valid(&c))
+        return true;
+    for (size_t i = 0; i < nkeys; i++) /* nothing from text that is not JSON */
+        vals[i] = (sl_jval_t){0};
+    return false;
 }
 
 /* ---- walking validated text: no checks left to make ---- */
@@ -384,6 +415,25 @@ bool sl_json_get(const sl_jval_t *obj, const char *key, sl_jval_t *val)
         }
     }
     return found;
+}
+
+/* A member of the root object just scanned (key with its quotes, value [v, vend)): kept if
+ * its name is one asked for, the last duplicate winning, as in sl_json_get_all. */
+static void note_member(cur_t *c, const char *key, size_t klen, const char *v, const char *vend)
+{
+    sl_jval_t k = {'"', key, klen};
+    bool plain = !memchr(key + 1, '\\', klen - 2); /* most keys: compare the bytes */
+    for (size_t i = 0; i < c->nkeys; i++) {
+        size_t ln = strlen(c->keys[i]);
+        if (plain ? ln == klen - 2 && memcmp(key + 1, c->keys[i], ln) == 0
+                  : sl_json_str_eq(&k, c->keys[i])) {
+            char t = *v;
+            if (t == '-' || is_digit(t))
+                t = '0';
+            c->vals[i] = (sl_jval_t){t, v, (size_t)(vend - v)};
+            return;
+        }
+    }
 }
 
 void sl_json_get_all(const sl_jval_t *obj, const char *const *keys, sl_jval_t *vals, size_t n)

@@ -21,6 +21,11 @@ typedef struct sl_jval {
  * jansson's json_loadb(p, n, 0) too: strict grammar, valid UTF-8, no \u0000, paired
  * surrogates, integers that fit int64, finite reals, nesting up to 2048. */
 bool sl_json_valid(const char *p, size_t n);
+/* sl_json_valid, noting on the same pass what sl_json_get_all would find in the root object:
+ * vals[i] is the last root member named keys[i] (type 0 if absent, or the root is an array);
+ * all type 0 when the text is not valid. One pass over the text instead of two. */
+bool sl_json_valid_get(const char *p, size_t n, const char *const *keys, sl_jval_t *vals,
+                       size_t nkeys);
 
 /* The root value of text sl_json_valid accepted. */
 sl_jval_t sl_json_root(const char *p, size_t n);

@@ -42,16 +42,17 @@ static void bad_request(sl_conn_t *c, const char *param, const char *msg)
 /* The fields the gateway itself reads, straight from the validated text: no tree (DESIGN
  * §11). Jansson's rules throughout, so the tree built later, if a provider needs one, agrees:
  * a duplicated key counts with its last value, a non-integer max_tokens as 0. */
-static const char *scan_fields(const char *text, size_t len, sl_chat_req_t *out, const char **param)
+enum { MODEL, MESSAGES, STREAM, STREAM_OPTIONS, MAX_TOKENS, MAX_COMPLETION_TOKENS, USER, NFIELDS };
+static const char *const field_keys[NFIELDS] = {
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "user"};
+
+/* f: the body's root members named field_keys, noted while it was validated (one pass). */
+static const char *scan_fields(const char *text, size_t len, const sl_jval_t *f, sl_chat_req_t *out,
+                               const char **param)
 {
-    enum { MODEL, MESSAGES, STREAM, STREAM_OPTIONS, MAX_TOKENS, MAX_COMPLETION_TOKENS, USER, N };
-    static const char *const keys[N] = {
-        "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-        "user"};
-    sl_jval_t root = sl_json_root(text, len), f[N], v;
+    sl_jval_t root = sl_json_root(text, len), v;
     if (root.type != '{')
         return "The request body must be a JSON object.";
-    sl_json_get_all(&root, keys, f, N); /* one walk over the body */
     if (f[MODEL].type != '"' || f[MODEL].n == 2)
         return *param = "model", "you must provide a model parameter";
     if (f[MESSAGES].type != '[' || !sl_json_next(&f[MESSAGES], &(size_t){0}, NULL, &v))
@@ -87,9 +88,10 @@ static const char *scan_fields(const char *text, size_t len, sl_chat_req_t *out,
 static bool decode(sl_conn_t *c, const sl_http_req_t *hr, sl_chat_req_t *out)
 {
     const char *text = hr->body.data ? hr->body.data : "";
-    if (sl_json_valid(text, hr->body.len)) {
+    sl_jval_t f[NFIELDS];
+    if (sl_json_valid_get(text, hr->body.len, field_keys, f, NFIELDS)) {
         const char *param = NULL;
-        const char *err = scan_fields(text, hr->body.len, out, &param);
+        const char *err = scan_fields(text, hr->body.len, f, out, &param);
         if (err) {
             bad_request(c, param, err);
             sl_chat_req_dispose(out);

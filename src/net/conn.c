@@ -222,7 +222,9 @@ static void conn_flush(sl_conn_t *c)
         }
         size_t done = n > 0 ? (size_t)n : 0;
         if (done == c->out.len) {
-            sl_buf_reset(&c->out);
+            /* All written: the connection keeps no output memory between turns (an idle stream
+             * would hold its largest burst). One allocation per turn, not per chunk. */
+            sl_buf_dispose(&c->out);
         } else {
             /* Hand the rest to uv_write: swap buffers so new output keeps accumulating. */
             sl_buf_t tmp = c->inflight;

@@ -42,6 +42,15 @@ struct sl_h1_pool {
     bool rbuf_lent, closing;
     sl_h1_env_t env; /* read once: proxy variables do not change under a running process */
     sl_h1_stats_t stats;
+    /* sl_h1_eligible is a pure function of the URL (env is fixed): its last answers, so a
+     * request to a provider seen before does not parse its URL again */
+    struct {
+        char *url; /* owned; NULL: empty slot */
+        bool ok;
+        sl_h1_target_t t; /* t.path is re-pointed per use: into the caller's URL at path_off */
+        size_t path_off;  /* SIZE_MAX: t.path is not in the URL (the static "/") */
+    } seen[4];
+    unsigned seen_next;
 };
 
 struct h1_conn {
@@ -144,6 +153,8 @@ static void free_pool(void *owner)
         sl_free(h);
     }
     sl_free(p->rbuf);
+    for (size_t i = 0; i < sizeof p->seen / sizeof p->seen[0]; i++)
+        sl_free(p->seen[i].url);
     sl_free(p);
 }
 
@@ -667,11 +678,40 @@ static void build_head(h1_req_t *r, const sl_h1_target_t *t, const sl_headers_t 
     sl_buf_puts(&r->head, "\r\n");
 }
 
+/* sl_h1_eligible(url), answered from the pool's memory of recent URLs when it can be. */
+static bool eligible(sl_h1_pool_t *p, const char *url, sl_h1_target_t *t)
+{
+    const size_t n = sizeof p->seen / sizeof p->seen[0];
+    for (size_t i = 0; url && i < n; i++) {
+        if (!p->seen[i].url || strcmp(p->seen[i].url, url) != 0)
+            continue;
+        if (p->seen[i].ok) {
+            *t = p->seen[i].t;
+            if (p->seen[i].path_off != SIZE_MAX)
+                t->path = url + p->seen[i].path_off; /* borrowed from the caller's URL */
+        }
+        return p->seen[i].ok;
+    }
+    bool ok = sl_h1_eligible(url, &p->env, t);
+    if (!url)
+        return ok;
+    unsigned k = p->seen_next++ % n;
+    sl_free(p->seen[k].url);
+    p->seen[k].url = sl_strdup(url);
+    p->seen[k].ok = ok;
+    if (ok) {
+        p->seen[k].t = *t;
+        uintptr_t at = (uintptr_t)t->path, u0 = (uintptr_t)url;
+        p->seen[k].path_off = at >= u0 && at <= u0 + strlen(url) ? (size_t)(at - u0) : SIZE_MAX;
+    }
+    return ok;
+}
+
 static int h1_start(sl_xfer_t *x, sl_xfer_wire_t *w, void **state)
 {
     sl_h1_pool_t *p = w->h1;
     sl_h1_target_t t;
-    if (!p || p->closing || !sl_h1_eligible(w->url, &p->env, &t))
+    if (!p || p->closing || !eligible(p, w->url, &t))
         return SL_EAGAIN;
     static __thread uint64_t seq; /* per worker, like the transfers' ids */
     h1_req_t *r = sl_calloc(1, sizeof *r);

@@ -60,29 +60,38 @@ static char value_start(const char *p, const char *end)
 
 /* One pass over a chunk finds the three keys that decide something: a non-null "usage", an
  * "error", a non-null "finish_reason" (the hot path of every token: touch each byte once). */
+/* Notes which of the deciding keys a string starting at q (its opening quote) would be. */
+static void check_key(const char *q, const char *end, bool *usage, bool *error, bool *finish,
+                      bool *no_choices)
+{
+    size_t left = (size_t)(end - q);
+    if (left < 8)
+        return;
+    if (q[1] == 'u' && memcmp(q, "\"usage\"", 7) == 0) {
+        *usage |= value_start(q + 7, end) == '{';
+    } else if (q[1] == 'e' && memcmp(q, "\"error\"", 7) == 0) {
+        char v = value_start(q + 7, end);
+        *error |= v == '{' || v == '"';
+    } else if (q[1] == 'f' && left > 15 && memcmp(q, "\"finish_reason\"", 15) == 0) {
+        *finish |= value_start(q + 15, end) == '"';
+    } else if (q[1] == 'c' && left > 9 && memcmp(q, "\"choices\"", 9) == 0 &&
+               value_start(q + 9, end) == '[') {
+        const char *b = memchr(q + 9, '[', (size_t)(end - q - 9)) + 1;
+        *no_choices |= value_start(b, end) == ']';
+    }
+}
+
+/* The hot path of every token: each quote may open a key (a key's closing quote is never an
+ * escaped one, so text quoted inside a value does not match). memchr finds the quotes: a
+ * chunk's bytes are mostly ids, names and content, skipped many at a time. */
 static void scan_keys(const char *d, size_t n, bool *usage, bool *error, bool *finish,
                       bool *no_choices)
 {
-    const char *end = d + n;
+    const char *end = d + n, *p = d, *q;
     *usage = *error = *finish = *no_choices = false;
-    /* A plain loop: a chunk has dozens of quotes, and a library call per quote costs more
-     * than looking at each byte once. */
-    for (const char *p = d; p + 7 < end; p++) {
-        if (*p != '"')
-            continue;
-        size_t left = (size_t)(end - p);
-        if (p[1] == 'u' && memcmp(p, "\"usage\"", 7) == 0) {
-            *usage |= value_start(p + 7, end) == '{';
-        } else if (p[1] == 'e' && memcmp(p, "\"error\"", 7) == 0) {
-            char v = value_start(p + 7, end);
-            *error |= v == '{' || v == '"';
-        } else if (p[1] == 'f' && left > 15 && memcmp(p, "\"finish_reason\"", 15) == 0) {
-            *finish |= value_start(p + 15, end) == '"';
-        } else if (p[1] == 'c' && left > 9 && memcmp(p, "\"choices\"", 9) == 0 &&
-                   value_start(p + 9, end) == '[') {
-            const char *q = memchr(p + 9, '[', (size_t)(end - p - 9)) + 1;
-            *no_choices |= value_start(q, end) == ']';
-        }
+    while (p < end && (q = memchr(p, '"', (size_t)(end - p))) != NULL) {
+        check_key(q, end, usage, error, finish, no_choices);
+        p = q + 1;
     }
 }
 
@@ -155,6 +164,39 @@ static void decode_choice(sl_oai_chunk_t *c, json_t *choice, const char *delta_k
     }
 }
 
+static void scan_usage(const sl_jval_t *u, sl_event_t *ev);
+
+/* A passthrough chunk that carries usage (the last of a stream, as a rule), read without a
+ * tree: the same events as the jansson path below. False, with nothing pushed, for anything
+ * that path must judge (not valid, not an object, an "error" member). */
+static bool usage_raw(const char *data, size_t len, sl_oai_chunk_t *out)
+{
+    enum { CHOICES, USAGE, ERROR, N };
+    static const char *const keys[N] = {"choices", "usage", "error"};
+    sl_jval_t f[N], first;
+    if (!sl_json_valid_get(data, len, keys, f, N) || sl_json_root(data, len).type != '{' ||
+        f[ERROR].type)
+        return false;
+    size_t at = 0;
+    bool choices = f[CHOICES].type == '[' && sl_json_next(&f[CHOICES], &at, NULL, &first);
+    bool usage = f[USAGE].type == '{';
+    if (choices || !usage) {
+        sl_event_t *ev = push(out, SL_EV_DELTA);
+        ev->raw = data;
+        ev->raw_len = len;
+        ev->raw_has_usage = usage;
+    }
+    if (usage) {
+        sl_event_t *ev = push(out, SL_EV_USAGE);
+        scan_usage(&f[USAGE], ev);
+        if (!choices) {
+            ev->raw = data; /* the usage-only chunk, forwarded if the client asked for it */
+            ev->raw_len = len;
+        }
+    }
+    return true;
+}
+
 void sl_oai_decode_chunk(const char *data, size_t len, bool want_raw, bool first,
                          sl_oai_chunk_t *out)
 {
@@ -170,6 +212,8 @@ void sl_oai_decode_chunk(const char *data, size_t len, bool want_raw, bool first
         ev->raw_len = len;
         return;
     }
+    if (want_raw && !has_error && usage_raw(data, len, out))
+        return;
     out->root = json_loadb(data, len, 0, NULL);
     json_t *root = out->root;
     if (!json_is_object(root)) {
@@ -263,10 +307,10 @@ static void completion_raw(const char *data, size_t len, sl_oai_chunk_t *out)
         ev->error.message = "the upstream answer is not a chat completion";
         return;
     }
+    static const char *const usage_key[] = {"usage"};
     sl_jval_t u;
-    if (sl_json_valid(data, len)) { /* the usual case: one pass, no tree */
-        sl_jval_t root = sl_json_root(data, len);
-        if (sl_json_get(&root, "usage", &u) && u.type == '{')
+    if (sl_json_valid_get(data, len, usage_key, &u, 1)) { /* the usual case: one pass, no tree */
+        if (u.type == '{')
             scan_usage(&u, push(out, SL_EV_USAGE));
     } else {
         out->root = value_of(data, len, "\"usage\""); /* passed on as it came, usage if any */

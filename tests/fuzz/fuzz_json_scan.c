@@ -2,7 +2,9 @@
  * json_loadb(p, n, 0) accepts, and on accepted text every walk agrees with jansson's tree: the
  * types, each object's members by sl_json_get (last duplicate wins) and by sl_json_get_all,
  * the number of distinct members, array elements in order, decoded strings (length, bytes,
- * equality), integers and their values.
+ * equality), integers and their values. sl_json_valid_get gives sl_json_valid's verdict and,
+ * on one pass, what sl_json_get_all finds in the root object (every root key jansson kept,
+ * asked for with some that are absent).
  *
  * Input: the JSON text as it is. */
 #include "fuzz.h"
@@ -114,6 +116,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sl_jval_t root = sl_json_root(in, size);
         same(&root, j, 0);
     }
+    /* The one-pass form: the root's members jansson kept (up to 6), and two never present. */
+    const char *keys[8] = {"\x01never", "\x01nor"};
+    size_t nk = 2;
+    const char *key;
+    json_t *jv;
+    if (valid && json_is_object(j))
+        json_object_foreach (j, key, jv)
+            if (nk < 8)
+                keys[nk++] = key;
+    sl_jval_t one[8], two[8];
+    FUZZ_CHECK(sl_json_valid_get(in, size, keys, one, nk) == valid);
+    sl_jval_t root = valid ? sl_json_root(in, size) : (sl_jval_t){0};
+    if (valid && root.type == '{') {
+        sl_json_get_all(&root, keys, two, nk);
+    } else {
+        for (size_t i = 0; i < nk; i++)
+            two[i] = (sl_jval_t){0};
+    }
+    for (size_t i = 0; i < nk; i++)
+        FUZZ_CHECK(one[i].type == two[i].type && one[i].p == two[i].p && one[i].n == two[i].n);
     json_decref(j);
     sl_free(in);
     return 0;

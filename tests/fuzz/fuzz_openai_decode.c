@@ -47,8 +47,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sl_oai_decode_chunk(in, n, raw, first, &c);
         /* An error chunk is exactly one ERROR. */
         FUZZ_CHECK(!c.error || (c.nevents == 1 && c.events[0].type == SL_EV_ERROR));
-        if (raw && !c.root && !c.error) /* the fast path: the bytes as they are, or nothing */
-            FUZZ_CHECK(c.nevents == 0 || (c.nevents == 1 && c.events[0].raw == in));
+        if (raw && !c.root && !c.error) {
+            /* No tree: the bytes as they are (a DELTA), and the usage they carry (a USAGE,
+             * itself forwardable only when no DELTA is), or nothing. */
+            FUZZ_CHECK(c.nevents <= 2);
+            for (size_t i = 0; i < c.nevents; i++) {
+                const sl_event_t *ev = &c.events[i];
+                FUZZ_CHECK(
+                    (ev->type == SL_EV_DELTA && i == 0 && ev->raw == in && ev->raw_len == n) ||
+                    (ev->type == SL_EV_USAGE && i == c.nevents - 1 &&
+                     (c.nevents == 2 ? !ev->raw : ev->raw == in)));
+            }
+        }
         check_events(&c, in, n);
         break;
     case 2:

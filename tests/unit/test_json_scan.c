@@ -229,6 +229,39 @@ static void test_fields_read_as_jansson_reads_them(void **state)
     json_decref(j);
 }
 
+/* The one-pass form notes root members only, the last duplicate (escaped names too), and
+ * nothing at all from text that is not valid. */
+static void test_valid_get_notes_root_members_in_the_same_pass(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"model", "stream", "n", "missing"};
+    sl_jval_t f[4];
+    const char *doc = " {\"x\":{\"model\":\"inner\"},\"model\":\"a\",\"stream\":true,"
+                      "\"mo\\u0064el\":\"b\",\"n\":-12.5e3 } ";
+    assert_true(sl_json_valid_get(doc, strlen(doc), keys, f, 4));
+    assert_int_equal(f[0].type, '"');
+    assert_true(sl_json_str_eq(&f[0], "b")); /* the escaped duplicate came last */
+    assert_int_equal(f[1].type, 't');
+    assert_int_equal(f[2].type, '0');
+    assert_int_equal(f[2].n, strlen("-12.5e3"));
+    assert_int_equal(f[3].type, 0);
+    sl_jval_t want[4];
+    sl_jval_t root = sl_json_root(doc, strlen(doc));
+    sl_json_get_all(&root, keys, want, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(f[i].type, want[i].type);
+        assert_ptr_equal(f[i].p, want[i].p);
+        assert_int_equal(f[i].n, want[i].n);
+    }
+    const char *arr = "[{\"model\":\"a\"}]"; /* an array root has no members */
+    assert_true(sl_json_valid_get(arr, strlen(arr), keys, f, 4));
+    assert_int_equal(f[0].type, 0);
+    const char *bad = "{\"model\":\"a\",\"stream\":tru}"; /* noted, then found invalid */
+    assert_false(sl_json_valid_get(bad, strlen(bad), keys, f, 4));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(f[i].type, 0);
+}
+
 int main(void)
 {
     json_set_alloc_funcs(sl_malloc_fn, sl_free);
@@ -237,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_nesting_limit_matches),
         cmocka_unit_test(test_mutations_get_jansson_s_verdict),
         cmocka_unit_test(test_fields_read_as_jansson_reads_them),
+        cmocka_unit_test(test_valid_get_notes_root_members_in_the_same_pass),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -137,6 +137,35 @@ static void test_parsed_mode_decodes_role_content_and_tool_calls(void **st)
     sl_oai_chunk_dispose(&c);
 }
 
+/* Text quoted inside a value is never a key: content quoting "usage" or "finish_reason"
+ * (escaped quotes; an escaped backslash before a real closing quote) stays on the fast path. */
+static void test_keys_inside_string_values_are_not_keys(void **st)
+{
+    const char d[] = "{\"id\":\"c\\\\\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                     "\"say \\\"usage\\\": {1} and \\\"finish_reason\\\": \\\"stop\"},"
+                     "\"finish_reason\":null}]}";
+    sl_oai_chunk_t c;
+    sl_oai_decode_chunk(S(d), true, false, &c);
+    assert_int_equal(c.nevents, 1);
+    assert_int_equal(c.events[0].type, SL_EV_DELTA);
+    assert_ptr_equal(c.events[0].raw, d);
+    assert_false(c.events[0].raw_has_usage);
+    assert_null(c.root); /* nothing parsed */
+    assert_false(c.finish);
+    sl_oai_chunk_dispose(&c);
+}
+
+/* Every quote is looked at, whatever the pairing: a broken chunk naming usage goes to the
+ * parser and fails as an error, not forwarded as if fine. */
+static void test_broken_chunk_naming_usage_is_an_error(void **st)
+{
+    sl_oai_chunk_t c;
+    sl_oai_decode_chunk(S("{\"id\":\"c1, \"usage\":{\"prompt_tokens\":1}}"), true, false, &c);
+    assert_true(c.error);
+    assert_int_equal(c.events[0].type, SL_EV_ERROR);
+    sl_oai_chunk_dispose(&c);
+}
+
 static void test_garbage_chunk_is_an_error(void **st)
 {
     sl_oai_chunk_t c;
@@ -236,6 +265,8 @@ int main(void)
         cmocka_unit_test(test_word_error_inside_content_is_not_an_error),
         cmocka_unit_test(test_parsed_mode_decodes_role_content_and_tool_calls),
         cmocka_unit_test(test_garbage_chunk_is_an_error),
+        cmocka_unit_test(test_keys_inside_string_values_are_not_keys),
+        cmocka_unit_test(test_broken_chunk_naming_usage_is_an_error),
         cmocka_unit_test(test_completion_gives_usage_and_raw_end),
         cmocka_unit_test(test_passthrough_usage_is_the_top_level_one),
         cmocka_unit_test(test_upstream_error_body_keeps_message_and_retry_after),
